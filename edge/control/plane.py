@@ -11,6 +11,7 @@ and versions only move forward.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -58,7 +59,8 @@ class Published:
 class Link:
     """The path from the control plane to one subscriber.
 
-    `delay` (seconds, or a function of the snapshot) is added to each snapshot's publication time;
+    `delay` (seconds, or a pure function of the snapshot, e.g. seeded by its version) is added to
+    each snapshot's publication time;
     `cut()` holds everything back until `heal()`, after which the newest snapshot goes through.
     """
 
@@ -161,6 +163,9 @@ class ControlPlane:
         while True:
             published = await self._latest.wait_newer(arrived.version)
             await link.carry(published)
+            newest = self._latest.value
+            if newest.at + link.delay_for(newest.snapshot) <= trio.current_time():
+                published = newest  # after a partition heals, the newest goes straight through
             arrived.set(published.snapshot.version, published.snapshot)
 
     async def _deliver(self, arrived: Latest[EdgeConfig], send: trio.MemorySendChannel) -> None:
@@ -169,16 +174,22 @@ class ControlPlane:
         async with send:
             while True:
                 snapshot = await arrived.wait_newer(delivered)
-                try:
-                    if await _send_unless_replaced(arrived, snapshot, send):
-                        delivered = snapshot.version
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                outcome = await _send_unless_replaced(arrived, snapshot, send)
+                if outcome is _Delivery.CLOSED:
                     return
+                if outcome is _Delivery.SENT:
+                    delivered = snapshot.version
+
+
+class _Delivery(enum.Enum):
+    SENT = "sent"
+    REPLACED = "replaced"
+    CLOSED = "closed"
 
 
 async def _send_unless_replaced(
     arrived: Latest[EdgeConfig], snapshot: EdgeConfig, send: trio.MemorySendChannel
-) -> bool:
+) -> _Delivery:
     """Send `snapshot`, unless a newer one arrives first: then send nothing and say so."""
     async with trio.open_nursery() as race:
 
@@ -187,7 +198,12 @@ async def _send_unless_replaced(
             race.cancel_scope.cancel()
 
         race.start_soon(cancel_when_replaced)
-        await send.send(snapshot)
+        try:
+            await send.send(snapshot)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            outcome = _Delivery.CLOSED
+        else:
+            outcome = _Delivery.SENT
         race.cancel_scope.cancel()
-        return True
-    return False
+        return outcome
+    return _Delivery.REPLACED
