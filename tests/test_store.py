@@ -429,3 +429,26 @@ def test_each_accepted_change_bumps_the_version_and_reads_do_not(world, tenant):
 
 def test_unknown_command_is_an_api_error(world):
     world.refused(object(), errors.INVALID_REQUEST)
+
+
+def test_a_zone_cannot_overlap_another_accounts_zone(world, tenant):
+    _, zone = tenant
+    stranger = world.do(c.CreateAccount("stranger"))
+    world.refused(c.CreateZone(stranger.id, "eu.example.com"), errors.ZONE_OVERLAPS)
+    world.refused(c.CreateZone(stranger.id, "com.example.com"), errors.ZONE_OVERLAPS)
+    world.do(c.CreateZone(stranger.id, "example.org"))
+
+
+def test_a_sub_zone_may_not_strand_its_parents_associations(world, tenant):
+    account, zone = tenant
+    world.do(c.PutHostnameAssociations(zone.id, ["api.eu.example.com"]))
+    err = world.refused(c.CreateZone(account.id, "eu.example.com"), errors.ZONE_OVERLAPS)
+    assert "api.eu.example.com" in err.message
+    world.do(c.PutHostnameAssociations(zone.id, []))
+    assert world.do(c.CreateZone(account.id, "eu.example.com")).name == "eu.example.com"
+
+
+def test_unknown_status_filter_and_non_text_csr_are_api_errors(world, tenant):
+    _, zone = tenant
+    world.refused(c.ListClientCertificates(zone.id, "bogus"), errors.INVALID_REQUEST)
+    world.refused(c.CreateClientCertificate(zone.id, None), errors.INVALID_CSR)

@@ -110,6 +110,17 @@ def _trust_set(cas: Iterable[TrustedCa], interned: dict) -> TrustSet:
     return found
 
 
+def _trust_for(
+    store: Store, ca_ids: tuple[str, ...], interned: dict
+) -> tuple[tuple[TrustedCa, ...], TrustSet]:
+    """The CAs and trust set of a sorted CA-id tuple, worked out once per build."""
+    found = interned.get(ca_ids)
+    if found is None:
+        cas = tuple(_trusted_ca(store, ca_id) for ca_id in ca_ids)
+        found = interned[ca_ids] = (cas, _trust_set(cas, interned))
+    return found
+
+
 def _zone_config(store: Store, zone: Zone, interned: dict) -> ZoneConfig:
     """One zone's part: hostnames with the same CA ids share one HostPolicy object."""
     ca_ids_by_host: dict[str, list[str]] = {}
@@ -122,10 +133,8 @@ def _zone_config(store: Store, zone: Zone, interned: dict) -> ZoneConfig:
         key = tuple(sorted(ca_ids))
         policy = policies.get(key)
         if policy is None:
-            cas = tuple(_trusted_ca(store, ca_id) for ca_id in key)
-            policy = policies[key] = HostPolicy(
-                zone.id, zone.account_id, _trust_set(cas, interned), cas
-            )
+            cas, trust = _trust_for(store, key, interned)
+            policy = policies[key] = HostPolicy(zone.id, zone.account_id, trust, cas)
         hosts[hostname] = policy
     return ZoneConfig(
         zone.id, zone.account_id, zone.name, zone.rules, hosts, tuple(policies.values()), zone
@@ -144,7 +153,9 @@ def _revocations(store: Store) -> dict[str, frozenset[int]]:
 def build_snapshot(store: Store, previous: EdgeConfig | None = None) -> EdgeConfig:
     """The snapshot of `store`, reusing every zone part of `previous` whose zone is unchanged."""
     reusable = {} if previous is None else {z.id: z for z in previous.zones.values()}
-    interned = {} if previous is None else dict(previous.trust_sets)
+    # Trust sets by fingerprint key and (CAs, trust set) by CA-id key: CA records never change,
+    # so what a previous build worked out still holds.
+    interned: dict = {} if previous is None else dict(previous.trust_sets)
     zones = {}
     for zone in store.zones.values():
         part = reusable.get(zone.id)

@@ -227,6 +227,7 @@ def _create_zone(store: Store, cmd: c.CreateZone, now: dt.datetime):
     name = _check_name("name", cmd.name)
     if name in store.zone_names:
         raise ApiError(e.ZONE_EXISTS, f"name: a zone {name!r} already exists")
+    _check_zone_overlap(store, cmd.account_id, name)
     store, zone_id = _new_id(store)
     zone = Zone(id=zone_id, account_id=cmd.account_id, name=name)
     store = attrs.evolve(
@@ -237,6 +238,36 @@ def _create_zone(store: Store, cmd: c.CreateZone, now: dt.datetime):
     if store.settings.managed_ca_scope is ManagedCaScope.ZONE:
         store = _with_managed_ca(store, zone_id, f"{name} managed CA", now)
     return store, zone
+
+
+def _check_zone_overlap(store: Store, account_id: str, name: str) -> None:
+    """Refuse a zone that would take hostnames from another zone.
+
+    A zone inside or around another account's zone would move that tenant's hostnames (and so
+    their trust) to a stranger; a sub-zone of one's own zone may not strand hostnames that the
+    parent zone has already associated.
+    """
+    for other in store.zones.values():
+        nested = name.endswith("." + other.name) or other.name.endswith("." + name)
+        if not nested:
+            continue
+        if other.account_id != account_id:
+            raise ApiError(
+                e.ZONE_OVERLAPS,
+                f"name: {name!r} overlaps zone {other.name!r} of another account",
+            )
+        taken = [
+            hostname
+            for hostnames in other.associations.values()
+            for hostname in hostnames
+            if hostname == name or hostname.endswith("." + name)
+        ]
+        if taken and name.endswith("." + other.name):
+            raise ApiError(
+                e.ZONE_OVERLAPS,
+                f"name: zone {other.name!r} has hostname associations under {name!r} "
+                f"({taken[0]}); clear them first",
+            )
 
 
 def _list_accounts(store: Store, cmd: c.ListAccounts, now: dt.datetime):
@@ -420,7 +451,13 @@ def _create_client_certificate(store: Store, cmd: c.CreateClientCertificate, now
 
 def _list_client_certificates(store: Store, cmd: c.ListClientCertificates, now: dt.datetime):
     _zone(store, cmd.zone_id)
-    status = None if cmd.status is None else Status(cmd.status)
+    try:
+        status = None if cmd.status is None else Status(cmd.status)
+    except ValueError:
+        allowed = ", ".join(state.value for state in Status)
+        raise ApiError(
+            e.INVALID_REQUEST, f"status: expected one of {allowed}, got {cmd.status!r}"
+        ) from None
     found = tuple(
         cert
         for cert in store.client_certificates.values()

@@ -68,7 +68,9 @@ def new_managed_ca(common_name: str, serial: int, now: dt.datetime) -> ManagedCa
     )
 
 
-def parse_csr(text: str) -> x509.CertificateSigningRequest:
+def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
+    if not isinstance(text, (str, bytes)):
+        raise CsrRejected("expected a PEM CERTIFICATE REQUEST string")
     try:
         csr = x509.load_pem_x509_csr(text.encode("ascii") if isinstance(text, str) else text)
     except (ValueError, UnicodeEncodeError):
