@@ -1,0 +1,100 @@
+"""Simulated clients: open a connection to an edge node, present a certificate, send requests.
+
+Each connection is recorded as the client saw it (TLS outcome, status codes), under the
+connection id the network gave both ends, so that the collector's totals can be checked against
+what clients actually experienced.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Sequence
+
+import attrs
+import h11
+import trio
+
+from edge.events import TlsOutcome
+from edge.net import Accepted
+from edge.tls import TlsChannel, TlsClosed
+
+
+@attrs.frozen
+class ClientResult:
+    conn_id: str
+    outcome: TlsOutcome
+    statuses: tuple[int, ...] = ()
+    error: str = ""
+
+
+def client_context(
+    trust_edge: Callable[[ssl.SSLContext], None],
+    credential=None,
+    *,
+    check_hostname: bool = True,
+    maximum_version: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    """A client context trusting the edge; `credential` (if any) has `configure(context)`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    trust_edge(context)
+    context.check_hostname = check_hostname
+    if maximum_version is not None:
+        context.maximum_version = maximum_version
+    if credential is not None:
+        credential.configure(context)
+    return context
+
+
+async def visit(
+    connect: Callable[[], Accepted],
+    context: ssl.SSLContext,
+    *,
+    sni: str | None,
+    host: str | None = None,
+    paths: Sequence[str] = ("/",),
+    timeout: float = 30.0,
+) -> ClientResult:
+    """One connection: handshake, then one request per path on the same connection."""
+    accepted = connect()
+    channel = TlsChannel.wrap(accepted.stream, context, server_side=False, server_hostname=sni)
+    statuses: list[int] = []
+    handshaken = False
+    failure, error = TlsOutcome.OK, ""
+    try:
+        with trio.fail_after(timeout):
+            await channel.handshake()
+            handshaken = True
+            conn = h11.Connection(h11.CLIENT)
+            for path in paths:
+                statuses.append(await _request(channel, conn, host or sni or "", path))
+                if conn.our_state is h11.MUST_CLOSE:
+                    break
+                conn.start_next_cycle()
+    except trio.TooSlowError:
+        failure, error = TlsOutcome.TIMEOUT, "timed out"
+    except ssl.SSLError as exc:
+        failure, error = TlsOutcome.HANDSHAKE_FAILED, str(exc)
+    except (TlsClosed, trio.BrokenResourceError, h11.RemoteProtocolError) as exc:
+        failure, error = TlsOutcome.CLIENT_CLOSED, str(exc) or type(exc).__name__
+    finally:
+        with trio.CancelScope(shield=True):
+            await channel.aclose()
+    outcome = TlsOutcome.OK if handshaken else failure
+    return ClientResult(accepted.conn_id, outcome, tuple(statuses), error)
+
+
+async def _request(channel: TlsChannel, conn: h11.Connection, host: str, path: str) -> int:
+    request = h11.Request(method="GET", target=path, headers=[("host", host)])
+    await channel.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+    status = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await channel.receive_some()
+            if not data:
+                raise TlsClosed("edge closed the connection mid-response")
+            conn.receive_data(data)
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage):
+            return status

@@ -1,0 +1,103 @@
+"""TLS over any Trio byte stream, driven by hand around `ssl.SSLObject` and two MemoryBIOs.
+
+Why not `trio.SSLStream`: a connection here is one task doing one thing at a time (handshake,
+then request, response, request...), so the locking and concurrent-use machinery of SSLStream is
+overhead, and the edge needs the `SSLObject` itself (for the SNI callback, OpenSSL's verdict and
+validation at simulated time). Used by edge nodes and simulated clients alike.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import trio
+
+RECEIVE_SIZE = 65536
+
+
+class TlsClosed(Exception):
+    """The peer went away before the operation could complete."""
+
+
+class TlsChannel:
+    def __init__(self, stream: trio.abc.Stream, ssl_object: ssl.SSLObject,
+                 incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+        self.stream = stream
+        self.ssl_object = ssl_object
+        self._incoming = incoming
+        self._outgoing = outgoing
+
+    @classmethod
+    def wrap(
+        cls,
+        stream: trio.abc.Stream,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> TlsChannel:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ssl_object = context.wrap_bio(
+            incoming, outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+        return cls(stream, ssl_object, incoming, outgoing)
+
+    async def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self.stream.send_all(data)
+
+    async def _fill(self) -> None:
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        if not data:
+            self._incoming.write_eof()
+            raise TlsClosed("peer closed the connection")
+        self._incoming.write(data)
+
+    async def handshake(self) -> None:
+        """Run the handshake to its end; raises ssl.SSLError or TlsClosed on failure."""
+        while True:
+            try:
+                self.ssl_object.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+            except ssl.SSLError:
+                await self._flush_quietly()  # let the peer see our alert
+                raise
+            else:
+                await self._flush()
+                return
+
+    async def receive_some(self) -> bytes:
+        """Decrypted bytes; b"" when the peer closed (cleanly or not)."""
+        while True:
+            try:
+                return self.ssl_object.read(RECEIVE_SIZE)
+            except ssl.SSLWantReadError:
+                await self._flush()  # TLS 1.3 may owe the peer something (e.g. a key update)
+                try:
+                    await self._fill()
+                except TlsClosed:
+                    return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    async def send_all(self, data: bytes) -> None:
+        self.ssl_object.write(data)
+        await self._flush()
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def aclose(self) -> None:
+        """Send close_notify if we can, then close the stream; never raises for a gone peer."""
+        try:
+            self.ssl_object.unwrap()
+        except ssl.SSLError:
+            pass
+        await self._flush_quietly()
+        await self.stream.aclose()
