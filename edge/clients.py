@@ -66,7 +66,7 @@ async def visit(
             handshaken = True
             conn = h11.Connection(h11.CLIENT)
             for path in paths:
-                statuses.append(await _request(channel, conn, host or sni or "", path))
+                statuses.append(await request(channel, conn, host or sni or "", path))
                 if conn.our_state is h11.MUST_CLOSE:
                     break
                 conn.start_next_cycle()
@@ -83,7 +83,7 @@ async def visit(
     return ClientResult(accepted.conn_id, outcome, tuple(statuses), error)
 
 
-async def _request(channel: TlsChannel, conn: h11.Connection, host: str, path: str) -> int:
+async def request(channel: TlsChannel, conn: h11.Connection, host: str, path: str) -> int:
     request = h11.Request(method="GET", target=path, headers=[("host", host)])
     await channel.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
     status = 0

@@ -55,7 +55,11 @@ _DIMENSIONS = {
 
 
 class Collector:
-    """Run with `nursery.start_soon(collector.run)`; close every send channel to finish it."""
+    """Run with `nursery.start_soon(collector.run)`.
+
+    Producers each get a `sender()`; once `close_intake()` has been called and every sender is
+    closed, the collector drains what is queued and `run()` returns.
+    """
 
     def __init__(self, *, buffer: int = DEFAULT_BUFFER, jsonl: IO[str] | None = None) -> None:
         self.totals = Totals()
@@ -63,11 +67,13 @@ class Collector:
         self._send, self._receive = trio.open_memory_channel[Event](buffer)
 
     def sender(self) -> trio.MemorySendChannel[Event]:
-        """A channel for one producer; the collector ends once every clone is closed."""
         return self._send.clone()
 
+    def close_intake(self) -> None:
+        """No new senders; `run()` ends when the ones handed out are closed."""
+        self._send.close()
+
     async def run(self) -> None:
-        self._send.close()  # only clones handed out keep the collector alive
         async with self._receive:
             async for event in self._receive:
                 await self.record(event)

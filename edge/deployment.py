@@ -51,7 +51,6 @@ class Deployment:
         self._nursery = nursery
         await nursery.start(self.plane.run)
         nursery.start_soon(self.collector.run)
-        self._collector_open = self.collector.sender()  # keeps the collector alive until stop()
 
     async def add_node(
         self,

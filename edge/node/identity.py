@@ -1,8 +1,8 @@
 """The edge's own server identity: a local server CA and the certificates edge nodes present.
 
-Clients trust the server CA (`configure_trust`); a node presents one certificate covering every
-zone of its snapshot (the zone name and its wildcard), re-issued only when the set of zones
-changes.
+Clients trust the server CA (`configure_trust`); a node presents one certificate covering the
+identity's own names and every zone of its snapshot (the zone name and its wildcard), re-issued
+only when that set of names changes.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ NO_ZONES = ("edge.invalid",)
 
 
 class EdgeIdentity:
-    def __init__(self, ca: trustme.CA | None = None) -> None:
-        self.ca = ca or trustme.CA(organization_name="edge simulator server CA")
+    """`names` are always covered, even before a node has a snapshot (a real edge's certificates
+    do not wait for the mTLS configuration); a snapshot's zones are added to them."""
 
-    @staticmethod
-    def names_for(snapshot: EdgeConfig | None) -> tuple[str, ...]:
-        if snapshot is None or not snapshot.zones:
-            return NO_ZONES
-        return tuple(sorted(n for zone in snapshot.zones for n in (zone, "*." + zone)))
+    def __init__(self, ca: trustme.CA | None = None, *, names: tuple[str, ...] = ()) -> None:
+        self.ca = ca or trustme.CA(organization_name="edge simulator server CA")
+        self.names = tuple(names)
+
+    def names_for(self, snapshot: EdgeConfig | None) -> tuple[str, ...]:
+        zones = () if snapshot is None else tuple(snapshot.zones)
+        names = {*self.names, *(n for zone in zones for n in (zone, "*." + zone))}
+        return tuple(sorted(names)) or NO_ZONES
 
     @functools.lru_cache(maxsize=8)
     def configurer(self, names: tuple[str, ...]) -> Callable[[ssl.SSLContext], None]:
