@@ -98,3 +98,41 @@ async def request(channel: TlsChannel, conn: h11.Connection, host: str, path: st
             status = event.status_code
         elif isinstance(event, h11.EndOfMessage):
             return status
+
+
+@attrs.define
+class Fleet:
+    """A named group of clients sharing a certificate, an SNI, a Host and paths.
+
+    `run` opens `connections` connections, at most `concurrency` at a time, spread over the
+    `connect` callables in turn (one per edge node), and keeps every result.
+    """
+
+    name: str
+    credential: object | None
+    sni: str | None
+    host: str | None = None
+    paths: tuple[str, ...] = ("/",)
+    connections: int = 1
+    concurrency: int = 16
+    results: list[ClientResult] = attrs.field(factory=list)
+
+    async def run(
+        self,
+        connects: Sequence[Callable[[], Accepted]],
+        trust_edge: Callable[[ssl.SSLContext], None],
+    ) -> list[ClientResult]:
+        context = client_context(trust_edge, self.credential, check_hostname=self.sni is not None)
+        limiter = trio.CapacityLimiter(self.concurrency)
+
+        async def one(connect: Callable[[], Accepted]) -> None:
+            async with limiter:
+                result = await visit(
+                    connect, context, sni=self.sni, host=self.host, paths=self.paths
+                )
+            self.results.append(result)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(self.connections):
+                nursery.start_soon(one, connects[index % len(connects)])
+        return self.results

@@ -285,3 +285,21 @@ async def test_revoked_managed_certificate_is_verified_but_revoked(nursery, auto
     assert revoked.verified and revoked.revoked and revoked.reason is Reason.REVOKED
     assert revoked.fields.cert_revoked and revoked.workers_status == "FAILED:certificate revoked"
     assert first.statuses == (200,) and second.statuses == (403,)
+
+
+# --- standalone verify --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", [p for p in Profile if p is not Profile.NONE])
+async def test_standalone_verify_agrees_with_the_handshake(nursery, autojump_clock, profile):
+    from edge.node.verify import verify
+
+    world = await EdgeWorld.start(nursery, tenant_ca())
+    credential = profiles.issue(profile, tenant_ca(), now=START)
+    result = await world.visit(credential, sni=LOG_HOST)
+    await world.drain()
+    event = world.collector.connection(result.conn_id)
+    chain = [cert.public_bytes(serialization.Encoding.DER) for cert in credential.chain]
+    verdict, reason = verify(credential.leaf_der, chain, [tenant_ca().certificate_der], event.at)
+    assert reason is event.verdict.reason
+    assert (verdict.code, verdict.depth) == (event.verdict.openssl_code, event.verdict.depth)

@@ -9,7 +9,7 @@ uses them any more. Connections in flight keep their context alive by reference.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from edge.control.snapshot import EdgeConfig, TrustSet
 from edge.pki import openssl
@@ -20,13 +20,16 @@ DEFAULT_MAX_CHAIN_DEPTH = 4  # intermediates allowed between the leaf and its CA
 def server_context(
     configure_server_cert: Callable[[ssl.SSLContext], None],
     *,
+    trust_ders: Sequence[bytes] = (),
     num_tickets: int = 0,
     max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
 ) -> ssl.SSLContext:
-    """A server context with the edge's certificate and no client-certificate request.
+    """A server context with the edge's certificate and settings; with `trust_ders`, it asks for
+    a client certificate, verifies it against them and never aborts on the verdict.
 
     Session tickets are off by default: a resumed session is not verified again, so it would
-    carry the verdict of the trust of its first handshake (see the bench for their cost).
+    carry the verdict of the trust of its first handshake (see the bench for their cost). The
+    standalone `edge.node.verify` builds its contexts here too, so both verify alike.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     configure_server_cert(context)
@@ -34,6 +37,10 @@ def server_context(
     if num_tickets == 0:
         context.options |= ssl.OP_NO_TICKET
     openssl.set_verify_depth(context, max_chain_depth)
+    if trust_ders:
+        context.load_verify_locations(cadata=b"".join(trust_ders))
+        context.verify_mode = ssl.CERT_OPTIONAL
+        openssl.install_verify_callback(context)
     return context
 
 
@@ -54,18 +61,17 @@ class ContextCache:
         self._by_key: dict[tuple[str, ...], ssl.SSLContext] = {}
         self.built = 0  # contexts built over the cache's life, for tests and benches
 
-    def _new_context(self) -> ssl.SSLContext:
+    def _new_context(self, trust_ders: Sequence[bytes] = ()) -> ssl.SSLContext:
         return server_context(
-            self._configure, num_tickets=self._num_tickets, max_chain_depth=self._max_chain_depth
+            self._configure,
+            trust_ders=trust_ders,
+            num_tickets=self._num_tickets,
+            max_chain_depth=self._max_chain_depth,
         )
 
     def _build(self, trust: TrustSet) -> ssl.SSLContext:
-        context = self._new_context()
-        context.load_verify_locations(cadata=b"".join(trust.ders))
-        context.verify_mode = ssl.CERT_OPTIONAL
-        openssl.install_verify_callback(context)
         self.built += 1
-        return context
+        return self._new_context(trust.ders)
 
     def update(self, snapshot: EdgeConfig) -> None:
         """Build what the snapshot needs and forget what it no longer uses."""

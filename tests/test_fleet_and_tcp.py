@@ -1,0 +1,105 @@
+"""Fleets of clients, the JSON Lines output, and the same node code on real loopback TCP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import functools
+
+import trio
+
+from edge.clients import Fleet, client_context, visit
+from edge.control import commands as c
+from edge.deployment import Deployment
+from edge.events import TlsOutcome
+from edge.net import Accepted, TcpListener
+from edge.node.identity import EdgeIdentity
+from edge.node.policy import HostModePolicy, Mode
+from edge.pki import profiles
+from edge.pki.issuer import Authority
+from edge.pki.profiles import Profile
+from edge_world import BLOCK_HOST, START, EdgeWorld
+
+
+@functools.cache
+def tenant() -> Authority:
+    return Authority.root({"CN": "Fleet Root"})
+
+
+async def test_a_fleet_spreads_over_nodes_and_records_every_connection(nursery, autojump_clock):
+    world = await EdgeWorld.start(nursery, tenant(), nodes=("n1", "n2"))
+    network = world.deployment.network
+    fleet = Fleet(
+        "legacy",
+        profiles.issue(Profile.EXPIRED, tenant(), now=START),
+        sni=BLOCK_HOST,
+        paths=("/a", "/b"),
+        connections=40,
+        concurrency=8,
+    )
+    results = await fleet.run(
+        [lambda: network.connect("n1"), lambda: network.connect("n2")],
+        world.deployment.identity.configure_trust,
+    )
+    await world.drain()
+    assert len(results) == 40 and {r.statuses for r in results} == {(403, 403)}
+    totals = world.collector.totals
+    assert totals.count("connections", node="n1") == totals.count("connections", node="n2") == 20
+    assert totals.count("requests", decision="block", reason="EXPIRED") == 80
+
+
+async def test_collector_writes_one_json_line_per_event(nursery, autojump_clock):
+    out = io.StringIO()
+    deployment = Deployment(start=START, jsonl=out,
+                            identity=EdgeIdentity(names=("example.com", "*.example.com")))
+    await deployment.start_in(nursery)
+    await deployment.add_node("n1")
+    context = client_context(deployment.identity.configure_trust)
+    result = await visit(lambda: deployment.network.connect("n1"), context,
+                         sni="www.example.com", paths=("/x",))
+    await trio.sleep(1)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["kind"] for line in lines] == ["request", "connection"]
+    assert {line["conn_id"] for line in lines} == {result.conn_id}
+    assert lines[0]["path"] == "/x" and lines[0]["status"] == 200
+    # no zone holds the hostname yet: the node cannot know it
+    assert lines[1]["verdict"]["reason"] == "POLICY_MISSING" and lines[1]["outcome"] == "ok"
+
+
+async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
+    identity = EdgeIdentity(names=("example.com", "*.example.com"))
+    deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
+    await deployment.start_in(nursery)
+    plane = deployment.plane
+    account = await plane.submit(c.CreateAccount("tcp"))
+    zone = await plane.submit(c.CreateZone(account.id, "example.com"))
+    ca = await plane.submit(c.UploadCaCertificate(account.id, tenant().certificate_pem))
+    await plane.submit(c.PutHostnameAssociations(zone.id, [BLOCK_HOST], ca.id))
+    node = await deployment.add_node(
+        "tcp-node", policy=HostModePolicy({BLOCK_HOST: Mode.BLOCK})
+    )
+    await deployment.settle()
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    await nursery.start(node.serve, TcpListener(listener))
+    streams = []
+
+    async def connect_tcp() -> Accepted:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        streams.append(stream)
+        return Accepted(stream, "client")
+
+    outcomes = []
+    for profile in (Profile.VALID, Profile.OTHER_CA):
+        credential = profiles.issue(profile, tenant(), now=deployment.now())
+        context = client_context(identity.configure_trust, credential)
+        accepted = await connect_tcp()
+        outcomes.append(await visit(lambda: accepted, context, sni=BLOCK_HOST))
+    assert [o.statuses for o in outcomes] == [(200,), (403,)]
+    assert all(o.outcome is TlsOutcome.OK for o in outcomes)
+    await trio.sleep(0.2)
+    counted = deployment.collector.totals
+    assert counted.count("connections", node="tcp-node") == 2
+    assert counted.count("requests", decision="block", reason="UNKNOWN_CA") == 1
+    nursery.cancel_scope.cancel()
