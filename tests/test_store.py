@@ -452,3 +452,7 @@ def test_unknown_status_filter_and_non_text_csr_are_api_errors(world, tenant):
     _, zone = tenant
     world.refused(c.ListClientCertificates(zone.id, "bogus"), errors.INVALID_REQUEST)
     world.refused(c.CreateClientCertificate(zone.id, None), errors.INVALID_CSR)
+
+
+def test_non_text_zone_name_filter_is_an_api_error(world):
+    world.refused(c.ListZones(name=42), errors.INVALID_REQUEST)

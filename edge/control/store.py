@@ -277,6 +277,8 @@ def _list_accounts(store: Store, cmd: c.ListAccounts, now: dt.datetime):
 def _list_zones(store: Store, cmd: c.ListZones, now: dt.datetime):
     zones = store.zones.values()
     if cmd.name is not None:
+        if not isinstance(cmd.name, str):
+            raise ApiError(e.INVALID_REQUEST, f"name: expected a zone name, got {cmd.name!r}")
         zone_id = store.zone_names.get(cmd.name.lower())
         zones = [] if zone_id is None else [store.zones[zone_id]]
     return store, tuple(zones)
