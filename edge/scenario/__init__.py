@@ -1,0 +1,1 @@
+"""Scenario files: the model, the loader with precise errors, the runner and its report."""

@@ -1,0 +1,229 @@
+"""Load a scenario file: TOML in, a checked `Scenario` out, or one error naming every problem.
+
+Structuring goes through cattrs, so a wrong type or value is reported with its key path
+(`fleets[2].cert.issuer`); then the cross-references are checked (a fleet's issuer must be a CA
+of [pki], an action's zone one of the tenants' zones, ...). Nothing runs before all of it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import tomllib
+import typing
+from pathlib import Path
+
+import attrs
+import cattrs
+
+from edge.scenario import model as m
+from edge.scenario.durations import parse_duration
+
+
+class ScenarioError(ValueError):
+    """The scenario cannot run; `problems` lists each as `path: what was expected`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid scenario\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _Invalid(ValueError):
+    """A value error whose text is fit to show as is."""
+
+
+def _strict(kind: type, name: str):
+    def hook(value, _type):
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise _Invalid(f"expected {name}, got {value!r}")
+        return value
+
+    return hook
+
+
+def _number(value, _type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _moment(value, _type) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise _Invalid("expected a date-time with a time zone, e.g. 2026-06-01T00:00:00Z")
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    raise _Invalid(f"expected a TOML date or date-time (2026-06-01T00:00:00Z), got {value!r}")
+
+
+def _duration(value, _type) -> dt.timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+
+
+def _offset(value, _type) -> m.Offset:
+    try:
+        return m.Offset(seconds=parse_duration(value, signed=True).total_seconds())
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+
+
+def _subject(value, _type) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise _Invalid('expected a table of name parts, e.g. { CN = "Corp Root", O = "Corp" }')
+    for key, part in value.items():
+        if not isinstance(part, str):
+            raise _Invalid(f"{key}: expected a string, got {part!r}")
+    return dict(value)
+
+
+def _converter() -> cattrs.Converter:
+    """Strict hooks, all by exact type: a str-valued Enum must not fall to the str hook."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    hooks = {
+        str: _strict(str, "a string"),
+        int: _strict(int, "a whole number"),
+        bool: _strict(bool, "true or false"),
+        float: _number,
+        dt.datetime: _moment,
+        dt.timedelta: _duration,
+        m.Offset: _offset,
+        dict[str, str]: _subject,
+    }
+    for kind, hook in hooks.items():
+        converter.register_structure_hook_func(lambda t, kind=kind: t == kind, hook)
+    return converter
+
+
+_CONVERTER = _converter()
+
+
+def _message(exc: BaseException, type_) -> str:
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(type_, type) and issubclass(type_, enum.Enum) and isinstance(exc, ValueError):
+        given = exc.args[0].split(" is not a valid")[0] if exc.args else "?"
+        return f"expected one of {', '.join(repr(e.value) for e in type_)}, got {given}"
+    if isinstance(exc, ValueError) and str(exc):
+        return str(exc)
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+    return cattrs.v.format_exception(exc, type_)
+
+
+def _structure(data: dict, source: str) -> m.Scenario:
+    try:
+        return _CONVERTER.structure(data, m.Scenario)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            lines = cattrs.transform_error(exc, path="", format_exception=_message)
+            problems = [_path_first(line) for line in lines]
+        else:
+            problems = [str(exc)]
+        raise ScenarioError(source, problems) from None
+
+
+def _path_first(line: str) -> str:
+    """cattrs says `what @ .a.b`; a reader wants `a.b: what` (with a field a validator named)."""
+    what, _, where = line.rpartition(" @ ")
+    where = where.lstrip(".")
+    field = re.match(r"^(\w+): ", what)
+    if field:
+        where, what = f"{where}.{field[1]}" if where else field[1], what[field.end():]
+    return f"{where or '(top level)'}: {what}"
+
+
+def _references(scenario: m.Scenario) -> list[str]:
+    """Names that must point at something declared elsewhere in the file."""
+    problems = []
+    cas = set(scenario.pki)
+    tenants = {t.name for t in scenario.tenants}
+    zones = {zone for t in scenario.tenants for zone in t.zones}
+    fleets = {f.name for f in scenario.fleets}
+    nodes = set(scenario.node_names)
+    phases = {e.phase for e in scenario.timeline if e.phase}
+    for name, spec in scenario.pki.items():
+        if spec.parent is not None and spec.parent not in cas:
+            problems.append(f"pki.{name}.parent: no CA named {spec.parent!r} in [pki]")
+    if len(tenants) != len(scenario.tenants):
+        problems.append("tenants: names must be unique")
+    if len(fleets) != len(scenario.fleets):
+        problems.append("fleets: names must be unique")
+    for i, fleet in enumerate(scenario.fleets):
+        cert = fleet.cert
+        if cert is not None and cert.issuer is not None and cert.issuer not in cas:
+            problems.append(f"fleets[{i}].cert.issuer: no CA named {cert.issuer!r} in [pki]")
+        if cert is not None and cert.zone is not None and cert.zone not in zones:
+            problems.append(f"fleets[{i}].cert.zone: no tenant has zone {cert.zone!r}")
+        for node in fleet.nodes:
+            if node not in nodes:
+                problems.append(f"fleets[{i}].nodes: no node {node!r} (nodes are {_names(nodes)})")
+    uploads: set[str] = set()
+    for i, entry in enumerate(sorted(scenario.timeline, key=lambda e: e.at)):
+        where = f"timeline[{scenario.timeline.index(entry)}]"
+        if entry.tenant is not None and entry.tenant not in tenants:
+            problems.append(f"{where}.tenant: no tenant named {entry.tenant!r}")
+        if entry.zone is not None and entry.zone not in zones:
+            problems.append(f"{where}.zone: no tenant has zone {entry.zone!r}")
+        if entry.fleet is not None and entry.fleet not in fleets:
+            problems.append(f"{where}.fleet: no fleet named {entry.fleet!r}")
+        if entry.node is not None and entry.node not in nodes:
+            problems.append(f"{where}.node: no node {entry.node!r} (nodes are {_names(nodes)})")
+        if entry.action is m.ActionKind.UPLOAD_CA:
+            if entry.ca not in cas:
+                problems.append(f"{where}.ca: no CA named {entry.ca!r} in [pki]")
+            uploads.add(entry.name or entry.ca)
+        elif entry.action in (m.ActionKind.ASSOCIATE, m.ActionKind.DELETE_CA):
+            if entry.ca not in (None, "managed") and entry.ca not in uploads:
+                problems.append(
+                    f"{where}.ca: {entry.ca!r} is not uploaded by an earlier upload_ca "
+                    "(use its name, or \"managed\" for the managed CA)"
+                )
+    for i, expectation in enumerate(scenario.expect):
+        for key in ("phase", "before", "after"):
+            value = getattr(expectation, key)
+            if value is not None and value not in phases:
+                problems.append(f"expect[{i}].{key}: no timeline entry opens phase {value!r}")
+        if expectation.fleet is not None and expectation.fleet not in fleets:
+            problems.append(f"expect[{i}].fleet: no fleet named {expectation.fleet!r}")
+    return problems
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def parse(text: str, *, source: str = "<scenario>") -> m.Scenario:
+    """A checked scenario from TOML text; ScenarioError lists every problem found."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(source, [f"not valid TOML: {err}"]) from None
+    scenario = _structure(data, source)
+    problems = _references(scenario)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def load(path: str | Path) -> tuple[m.Scenario, Path]:
+    """The scenario in `path`, and the folder its relative file names (pem = ...) start from."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError(str(path), [f"cannot read the file: {err}"]) from None
+    scenario = parse(text, source=str(path))
+    missing = [
+        f"pki.{name}.pem: no file {spec.pem!r} next to the scenario"
+        for name, spec in scenario.pki.items()
+        if spec.pem is not None and not (path.parent / spec.pem).is_file()
+    ]
+    if missing:
+        raise ScenarioError(str(path), missing)
+    return scenario, path.parent
