@@ -17,7 +17,7 @@ from edge.pki import formats, upload
 def main() -> None:
     """Rehearse client-certificate (mTLS) enforcement on a simulated bring-your-own-CA edge.
 
-    Coming in later releases: `edge run` (rehearse a rollout scenario), `edge bench`
+    Start with `edge run scenarios/byo-ca-rollout.toml`. Coming in later releases: `edge bench`
     (handshake throughput) and `edge fuzz` (fuzz the validation logic).
     """
 
@@ -49,3 +49,25 @@ def ca_check(pem_file: Path, leaf: bool) -> None:
         for cert in bundle.certificates
     ]
     click.echo(json.dumps({"accepted": True, "certificates": shown}, indent=2))
+
+
+@main.command("run")
+@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--events", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every event as JSON Lines to this file.")
+@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the summary (totals, fleets, phases, expectations) as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw requests per outcome over simulated time as a PNG (needs matplotlib).")
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no report on the terminal.")
+def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
+    """Rehearse the rollout in SCENARIO_FILE and report who would break.
+
+    Exit status: 0 when every expectation holds, 1 when one fails (or the run is stopped by a
+    refused action with fail_on_rejected_action), 2 when the file is invalid.
+    """
+    from edge.scenario import rehearsal
+
+    sys.exit(rehearsal.main(scenario_file, events=events, summary=summary, plot=plot,
+                            seed=seed, quiet=quiet))

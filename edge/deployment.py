@@ -40,6 +40,7 @@ class Deployment:
         self.collector = collector or Collector(buffer=DEFAULT_BUFFER, jsonl=jsonl)
         self.nodes: dict[str, EdgeNode] = {}
         self.links: dict[str, Link] = {}
+        self._follow_scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
 
     def now(self) -> dt.datetime:
@@ -74,10 +75,28 @@ class Deployment:
             settings=settings,
         )
         self.links[name] = link = link or Link()
-        self._nursery.start_soon(node.follow, self.plane.subscribe(link))
-        await self._nursery.start(node.serve, self.network.listen(name))
         self.nodes[name] = node
+        self._follow(name)
+        await self._nursery.start(node.serve, self.network.listen(name))
         return node
+
+    def _follow(self, name: str) -> None:
+        """The node's subscription, in a cancel scope of its own so a restart can end it."""
+        scope = self._follow_scopes[name] = trio.CancelScope()
+        snapshots = self.plane.subscribe(self.links[name])
+
+        async def follow() -> None:
+            with scope:
+                await self.nodes[name].follow(snapshots)
+
+        self._nursery.start_soon(follow)
+
+    def restart_node(self, name: str) -> None:
+        """The node forgets its configuration and fetches it again, as a restarted process
+        would; connections in flight finish, new ones see POLICY_MISSING until it arrives."""
+        self._follow_scopes[name].cancel()
+        self.nodes[name].forget()
+        self._follow(name)
 
     async def settle(self) -> None:
         """Let every node catch up with the plane's newest snapshot (links permitting)."""

@@ -103,6 +103,11 @@ class EdgeNode:
         self._adopt(snapshot)
         self.snapshot = snapshot
 
+    def forget(self) -> None:
+        """Drop the current snapshot, as a restarted node starts without one."""
+        self.snapshot = None
+        self._adopt(None)
+
     async def follow(self, snapshots: trio.MemoryReceiveChannel[EdgeConfig]) -> None:
         async with snapshots:
             async for snapshot in snapshots:

@@ -158,6 +158,13 @@ def _references(scenario: m.Scenario) -> list[str]:
         cert = fleet.cert
         if cert is not None and cert.issuer is not None and cert.issuer not in cas:
             problems.append(f"fleets[{i}].cert.issuer: no CA named {cert.issuer!r} in [pki]")
+        elif cert is not None and cert.issuer is not None:
+            issuer = scenario.pki[cert.issuer]
+            if issuer.pem is not None and issuer.key_pem is None:
+                problems.append(
+                    f"fleets[{i}].cert.issuer: CA {cert.issuer!r} is loaded without key_pem, "
+                    "so no client certificate can be issued from it"
+                )
         if cert is not None and cert.zone is not None and cert.zone not in zones:
             problems.append(f"fleets[{i}].cert.zone: no tenant has zone {cert.zone!r}")
         for node in fleet.nodes:
@@ -220,9 +227,10 @@ def load(path: str | Path) -> tuple[m.Scenario, Path]:
         raise ScenarioError(str(path), [f"cannot read the file: {err}"]) from None
     scenario = parse(text, source=str(path))
     missing = [
-        f"pki.{name}.pem: no file {spec.pem!r} next to the scenario"
+        f"pki.{name}.{key}: no file {getattr(spec, key)!r} next to the scenario"
         for name, spec in scenario.pki.items()
-        if spec.pem is not None and not (path.parent / spec.pem).is_file()
+        for key in ("pem", "key_pem")
+        if getattr(spec, key) is not None and not (path.parent / getattr(spec, key)).is_file()
     ]
     if missing:
         raise ScenarioError(str(path), missing)

@@ -64,6 +64,7 @@ class CaSpec:
 
     subject: dict[str, str] | None = None
     pem: str | None = None  # a file next to the scenario
+    key_pem: str | None = None  # its private key, only to issue fleet certificates from it
     parent: str | None = None  # another CA of the pki section: this one is its intermediate
     key: str = attrs.field(default="ec", validator=_key_type)
     valid_from: Offset = Offset(days=-3650)  # relative to meta.start
@@ -75,6 +76,8 @@ class CaSpec:
             raise ValueError("expected exactly one of `subject` (generate) or `pem` (load)")
         if self.pem is not None and self.parent is not None:
             raise ValueError("parent: applies to generated CAs only, not to `pem`")
+        if self.key_pem is not None and self.pem is None:
+            raise ValueError("key_pem: goes with `pem`; a generated CA has its own key")
         if self.valid_from >= self.valid_until:
             raise ValueError("valid_until: expected a time after valid_from")
 
@@ -129,6 +132,8 @@ class CertSpec:
                 raise ValueError("zone: a managed certificate needs the zone it is issued in")
         elif self.profile is not Profile.NONE and self.issuer is None:
             raise ValueError(f"issuer: profile {self.profile.value!r} needs a CA of [pki]")
+        if (self.valid_from, self.valid_until) != (None, None) and self.profile is not Profile.VALID:
+            raise ValueError("valid_from: a validity window goes with profile 'valid' only")
 
 
 @attrs.frozen

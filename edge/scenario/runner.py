@@ -1,0 +1,290 @@
+"""Run a scenario: one Trio nursery on a virtual clock, hours of simulated rollout in seconds.
+
+The runner is the thin shell around the pure parts: it sets the tenants up through the control
+plane, starts the nodes (each behind a seeded propagation delay), plays the timeline, runs every
+fleet's clients, and hands the tally to the report. The same file and seed give the same totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import attrs
+import trio
+import trio.testing
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edge.clients import ClientResult, client_context, visit
+from edge.control import commands as c
+from edge.control.errors import ApiError
+from edge.control.plane import Link
+from edge.control.records import Rule
+from edge.control.store import Settings
+from edge.deployment import Deployment
+from edge.node.identity import EdgeIdentity
+from edge.node.node import NodeSettings
+from edge.pki.issuer import Credential
+from edge.scenario import model as m
+from edge.scenario.pki import Ca, build_cas, fleet_credential
+from edge.scenario.tally import Tally
+
+FIRST_PHASE = "start"
+
+
+class ScenarioFailed(Exception):
+    """The run stopped early: a refused action with `fail_on_rejected_action`."""
+
+
+@attrs.frozen
+class RejectedAction:
+    index: int
+    at: dt.timedelta
+    action: str
+    code: int
+    message: str
+
+
+@attrs.define
+class RunResult:
+    scenario: m.Scenario
+    seed: int
+    tally: Tally
+    phases: list[tuple[str, dt.timedelta]]
+    rejected: list[RejectedAction]
+    client_outcomes: dict[str, dict[str, int]]  # fleet -> TLS outcome as the clients saw it
+    real_seconds: float = 0.0
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: m.Scenario,
+        base: Path,
+        *,
+        seed: int | None = None,
+        events: IO[str] | None = None,
+        progress: Callable[[dt.timedelta, int], None] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.base = base
+        self.seed = scenario.meta.seed if seed is None else seed
+        self.progress = progress
+        duration = scenario.meta.duration.total_seconds()
+        self.tally = Tally(jsonl=events, bucket_seconds=max(duration / 120, 1.0))
+        self.tally.start = scenario.meta.start
+        self.phase = FIRST_PHASE
+        self.phases: list[tuple[str, dt.timedelta]] = [(FIRST_PHASE, dt.timedelta(0))]
+        self.rejected: list[RejectedAction] = []
+        self.client_outcomes: dict[str, dict[str, int]] = {f.name: {} for f in scenario.fleets}
+        self.accounts: dict[str, str] = {}
+        self.zones: dict[str, str] = {}
+        self.uploads: dict[str, str] = {}
+        self.managed: dict[str, tuple[str, str]] = {}  # fleet -> (zone id, certificate id)
+
+    # --- entry point ----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        trio.run(self._main, clock=trio.testing.MockClock(autojump_threshold=0))
+        return RunResult(
+            self.scenario, self.seed, self.tally, self.phases, self.rejected,
+            self.client_outcomes, time.perf_counter() - started,
+        )
+
+    async def _main(self) -> None:
+        scenario = self.scenario
+        cas = build_cas(scenario, self.base)
+        zones = [zone for tenant in scenario.tenants for zone in tenant.zones]
+        deployment = Deployment(
+            start=scenario.meta.start,
+            settings=Settings(managed_ca_scope=scenario.settings.managed_ca_scope, seed=self.seed),
+            identity=EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z))),
+            collector=self.tally,
+        )
+        async with trio.open_nursery() as root:
+            await deployment.start_in(root)
+            await self._set_up_tenants(deployment)
+            settings = NodeSettings(
+                handshake_timeout=scenario.edge.handshake_timeout.total_seconds(),
+                max_chain_depth=scenario.edge.max_chain_depth,
+            )
+            for name in scenario.node_names:
+                await deployment.add_node(name, link=Link(self._delay(name)), settings=settings)
+            credentials = await self._credentials(deployment, cas)
+            async with trio.open_nursery() as activity:
+                activity.start_soon(self._play_timeline, deployment, cas)
+                for fleet in scenario.fleets:
+                    context = client_context(
+                        deployment.identity.configure_trust, credentials[fleet.name]
+                    )
+                    for index in range(fleet.clients):
+                        activity.start_soon(self._client, deployment, fleet, index, context)
+                if self.progress is not None:
+                    activity.start_soon(self._report_progress)
+            await trio.sleep(1)  # events of the last connections reach the tally
+            root.cancel_scope.cancel()
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    async def _set_up_tenants(self, deployment: Deployment) -> None:
+        for tenant in self.scenario.tenants:
+            account = await deployment.plane.submit(c.CreateAccount(tenant.name, tenant.plan))
+            self.accounts[tenant.name] = account.id
+            for zone_name in tenant.zones:
+                zone = await deployment.plane.submit(c.CreateZone(account.id, zone_name))
+                self.zones[zone_name] = zone.id
+
+    def _delay(self, node: str) -> Callable:
+        """Seeded per node and snapshot version, so a snapshot's delay never changes."""
+        spec = self.scenario.edge.propagation
+        low, high = spec.min.total_seconds(), spec.max.total_seconds()
+
+        def delay(snapshot) -> float:
+            return random.Random(f"{self.seed}:{node}:{snapshot.version}").uniform(low, high)
+
+        return delay
+
+    async def _credentials(self, deployment: Deployment, cas: dict[str, Ca]) -> dict:
+        start = self.scenario.meta.start
+        credentials: dict[str, Credential | None] = {}
+        for fleet in self.scenario.fleets:
+            cert = fleet.cert
+            if cert is not None and cert.source is m.CertSource.MANAGED:
+                credentials[fleet.name] = await self._managed_credential(deployment, fleet)
+            else:
+                credentials[fleet.name] = fleet_credential(fleet, cas, start)
+        return credentials
+
+    async def _managed_credential(self, deployment: Deployment, fleet: m.FleetSpec) -> Credential:
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fleet.name)]))
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM)
+            .decode("ascii")
+        )
+        zone_id = self.zones[fleet.cert.zone]
+        issued = await deployment.plane.submit(
+            c.CreateClientCertificate(zone_id, csr, fleet.cert.validity_days)
+        )
+        self.managed[fleet.name] = (zone_id, issued.id)
+        return Credential(x509.load_pem_x509_certificate(issued.certificate.encode()), key)
+
+    # --- timeline -------------------------------------------------------------------------
+
+    async def _play_timeline(self, deployment: Deployment, cas: dict[str, Ca]) -> None:
+        entries = sorted(enumerate(self.scenario.timeline), key=lambda pair: pair[1].at)
+        for index, entry in entries:
+            if entry.at >= self.scenario.meta.duration:
+                break
+            await trio.sleep_until(entry.at.total_seconds())
+            if entry.phase is not None:
+                self._open_phase(entry.phase, entry.at)
+            try:
+                await self._act(deployment, cas, entry)
+            except ApiError as err:
+                self.rejected.append(
+                    RejectedAction(index, entry.at, entry.action.value, err.code, err.message)
+                )
+                if self.scenario.settings.fail_on_rejected_action:
+                    raise ScenarioFailed(
+                        f"timeline[{index}] ({entry.action.value}) was refused: {err}"
+                    ) from None
+
+    def _open_phase(self, name: str, at: dt.timedelta) -> None:
+        """A phase opened at the very start replaces the default first phase."""
+        if at == dt.timedelta(0) and self.phases == [(FIRST_PHASE, at)]:
+            self.phases = []
+        self.phase = name
+        self.phases.append((name, at))
+
+    async def _act(self, deployment: Deployment, cas: dict[str, Ca], entry: m.TimelineEntry):
+        kind, submit = entry.action, deployment.plane.submit
+        if kind is m.ActionKind.UPLOAD_CA:
+            record = await submit(
+                c.UploadCaCertificate(
+                    self.accounts[entry.tenant], cas[entry.ca].certificate_pem,
+                    name=entry.name or entry.ca,
+                )
+            )
+            self.uploads[entry.name or entry.ca] = record.id
+        elif kind is m.ActionKind.ASSOCIATE:
+            ca_id = None if entry.ca in (None, "managed") else self.uploads[entry.ca]
+            await submit(c.PutHostnameAssociations(self.zones[entry.zone], entry.hostnames, ca_id))
+        elif kind is m.ActionKind.DEPLOY_RULES:
+            rules = [Rule(r.expression, r.action, r.description, r.enabled) for r in entry.rules]
+            await submit(c.PutCustomRules(self.zones[entry.zone], rules))
+        elif kind is m.ActionKind.DELETE_CA:
+            await submit(c.DeleteCaCertificate(self.accounts[entry.tenant], self.uploads[entry.ca]))
+        elif kind in (m.ActionKind.REVOKE, m.ActionKind.REACTIVATE):
+            zone_id, cert_id = self._managed_certificate(entry.fleet)
+            command = c.RevokeClientCertificate if kind is m.ActionKind.REVOKE else (
+                c.ReactivateClientCertificate
+            )
+            await submit(command(zone_id, cert_id))
+        elif kind is m.ActionKind.PARTITION:
+            deployment.links[entry.node].cut()
+        elif kind is m.ActionKind.HEAL:
+            deployment.links[entry.node].heal()
+        elif kind is m.ActionKind.RESTART_NODE:
+            deployment.restart_node(entry.node)
+
+    def _managed_certificate(self, fleet: str) -> tuple[str, str]:
+        try:
+            return self.managed[fleet]
+        except KeyError:
+            raise ApiError(1480, f"fleet {fleet!r} carries no managed-CA certificate") from None
+
+    # --- clients --------------------------------------------------------------------------
+
+    async def _client(self, deployment: Deployment, fleet: m.FleetSpec, index: int, context):
+        rng = random.Random(f"{self.seed}:{fleet.name}:{index}")
+        interval = fleet.interval.total_seconds()
+        end = self.scenario.meta.duration.total_seconds()
+        nodes = fleet.nodes or self.scenario.node_names
+        moment, count = rng.uniform(0, interval), 0
+        while moment < end:
+            await trio.sleep_until(moment)
+            node = nodes[(index + count) % len(nodes)]
+            paths = [
+                fleet.paths[(count + k) % len(fleet.paths)]
+                for k in range(fleet.requests_per_connection)
+            ]
+            result = await visit(
+                self._tagged_connect(deployment, node, fleet.name), context,
+                sni=fleet.hostname, host=fleet.host, paths=paths,
+            )
+            self._count(fleet.name, result)
+            count += 1
+            moment += interval * rng.uniform(0.9, 1.1)
+
+    def _tagged_connect(self, deployment: Deployment, node: str, fleet: str):
+        def connect():
+            accepted = deployment.network.connect(node)
+            self.tally.tag(accepted.conn_id, fleet, self.phase)
+            return accepted
+
+        return connect
+
+    def _count(self, fleet: str, result: ClientResult) -> None:
+        outcomes = self.client_outcomes[fleet]
+        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+
+    async def _report_progress(self) -> None:
+        end = self.scenario.meta.duration.total_seconds()
+        step = max(end / 200, 1.0)
+        while trio.current_time() < end:
+            self.progress(
+                dt.timedelta(seconds=trio.current_time()), self.tally.totals.count("requests")
+            )
+            await trio.sleep(step)
+        self.progress(dt.timedelta(seconds=end), self.tally.totals.count("requests"))
