@@ -31,6 +31,7 @@ class Decision(str, enum.Enum):
     BLOCK = "block"  # answered 403 at the edge
     SKIP = "skip"  # a skip rule ended evaluation; went to the origin
     BAD_REQUEST = "bad_request"  # malformed or oversized HTTP: answered 4xx, connection closed
+    MISDIRECTED = "misdirected"  # strict SNI/Host: answered 421
 
 
 @attrs.frozen

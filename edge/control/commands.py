@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from edge.control.records import ClientCertificateStatus, Plan, Rule
+from edge.control.records import ClientCertificateStatus, Plan, Rule, ZoneSettings
 
 
 def _tuple(value) -> tuple:
@@ -139,4 +139,16 @@ class PutCustomRules:
 
 @attrs.frozen
 class GetCustomRules:
+    zone_id: str
+
+
+# Zone settings: certificate forwarding (Managed Transforms, Access, RFC 9440), SNI/Host strictness
+@attrs.frozen
+class PutZoneSettings:
+    zone_id: str
+    settings: ZoneSettings
+
+
+@attrs.frozen
+class GetZoneSettings:
     zone_id: str

@@ -73,14 +73,35 @@ class Rule:
 
 
 @attrs.frozen
+class ForwardingOptions:
+    """Per zone: which certificate headers the origin receives. Nothing by default."""
+
+    managed_transform: bool = False  # Managed Transform "Add TLS client auth headers"
+    access_headers: bool = False  # Cf-Client-Cert-Der-Base64, Cf-Client-Cert-Sha256
+    rfc9440: bool = False  # Client-Cert, Client-Cert-Chain
+
+
+@attrs.frozen
+class ZoneSettings:
+    """How a zone's edge treats requests beyond trust: forwarding, and SNI/Host strictness."""
+
+    forwarding: ForwardingOptions = ForwardingOptions()
+    strict_sni_host: bool = False  # 421 when Host names another mTLS hostname than the SNI
+
+    def to_api(self) -> dict:
+        return {**attrs.asdict(self.forwarding), "strict_sni_host": self.strict_sni_host}
+
+
+@attrs.frozen
 class Zone:
-    """A zone and what hangs off it: associations per CA id, and its ordered custom rules."""
+    """A zone and what hangs off it: associations per CA id, its ordered custom rules, settings."""
 
     id: str
     account_id: str
     name: str
     associations: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     rules: tuple[Rule, ...] = ()
+    settings: ZoneSettings = ZoneSettings()
 
     def to_api(self) -> dict:
         return {"id": self.id, "name": self.name, "account": {"id": self.account_id}}

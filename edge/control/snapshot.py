@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from edge.control.records import ClientCertificateStatus, Rule, Zone
+from edge.control.records import ClientCertificateStatus, Rule, Zone, ZoneSettings
 from edge.control.store import Store
 
 
@@ -57,6 +57,7 @@ class ZoneConfig:
     account_id: str
     name: str
     rules: tuple[Rule, ...]
+    settings: ZoneSettings
     hosts: Mapping[str, HostPolicy]
     policies: tuple[HostPolicy, ...]  # the distinct values of `hosts`
     source: Zone = attrs.field(eq=False, repr=False)  # the record this part was built from
@@ -137,7 +138,8 @@ def _zone_config(store: Store, zone: Zone, interned: dict) -> ZoneConfig:
             policy = policies[key] = HostPolicy(zone.id, zone.account_id, trust, cas)
         hosts[hostname] = policy
     return ZoneConfig(
-        zone.id, zone.account_id, zone.name, zone.rules, hosts, tuple(policies.values()), zone
+        zone.id, zone.account_id, zone.name, zone.rules, zone.settings, hosts,
+        tuple(policies.values()), zone,
     )
 
 

@@ -34,6 +34,7 @@ from edge.control.records import (
     Plan,
     Rule,
     Zone,
+    ZoneSettings,
 )
 from edge.pki import formats, managed, upload
 
@@ -548,6 +549,21 @@ def _get_rules(store: Store, cmd: c.GetCustomRules, now: dt.datetime):
     return store, _zone(store, cmd.zone_id).rules
 
 
+# --- zone settings ----------------------------------------------------------------------------
+
+
+def _put_settings(store: Store, cmd: c.PutZoneSettings, now: dt.datetime):
+    zone = _zone(store, cmd.zone_id)
+    if not isinstance(cmd.settings, ZoneSettings):
+        raise ApiError(e.INVALID_REQUEST, f"settings: expected zone settings, got {cmd.settings!r}")
+    new_zone = attrs.evolve(zone, settings=cmd.settings)
+    return attrs.evolve(store, zones=_put(store.zones, zone.id, new_zone)), cmd.settings
+
+
+def _get_settings(store: Store, cmd: c.GetZoneSettings, now: dt.datetime):
+    return store, _zone(store, cmd.zone_id).settings
+
+
 _HANDLERS: dict[type, Callable[[Store, Any, dt.datetime], tuple[Store, Any]]] = {
     c.CreateAccount: _create_account,
     c.CreateZone: _create_zone,
@@ -568,4 +584,6 @@ _HANDLERS: dict[type, Callable[[Store, Any, dt.datetime], tuple[Store, Any]]] = 
     c.FinalizeRevocations: _finalize,
     c.PutCustomRules: _put_rules,
     c.GetCustomRules: _get_rules,
+    c.PutZoneSettings: _put_settings,
+    c.GetZoneSettings: _get_settings,
 }

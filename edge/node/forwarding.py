@@ -47,8 +47,8 @@ import binascii
 import hashlib
 from collections.abc import Sequence
 
-import attrs
 
+from edge.control.records import ForwardingOptions
 from edge.node.verdict import ClientAuthFields, Verdict
 
 Header = tuple[str, str]
@@ -89,15 +89,6 @@ PROTECTED_NAMES: frozenset[str] = frozenset(
         RFC9440_CHAIN_HEADER.lower(),
     }
 )
-
-
-@attrs.frozen
-class ForwardingOptions:
-    """Per zone: which certificate headers the origin receives. Nothing by default."""
-
-    managed_transform: bool = False  # Managed Transform "Add TLS client auth headers"
-    access_headers: bool = False  # Cf-Client-Cert-Der-Base64, Cf-Client-Cert-Sha256
-    rfc9440: bool = False  # Client-Cert, Client-Cert-Chain
 
 
 NO_FORWARDING = ForwardingOptions()

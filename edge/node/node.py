@@ -22,7 +22,9 @@ from edge.net import Accepted
 from edge.node import verdict as verdicts
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import Origin, OriginRequest
-from edge.node.policy import HostModePolicy, Policy, RequestFacts
+from edge.node import forwarding
+from edge.node.forwarding import NO_FORWARDING
+from edge.node.policy import Policy, PolicyDecision, RequestFacts, RulesPolicy
 from edge.node.trust import DEFAULT_MAX_CHAIN_DEPTH, ContextCache
 from edge.pki import openssl
 from edge.tls import TlsChannel, TlsClosed
@@ -41,10 +43,11 @@ class NodeSettings:
 class _Connection:
     """Per-connection state the SNI callback fills in."""
 
-    __slots__ = ("conn_id", "snapshot", "contexts", "sni", "policy", "error")
+    __slots__ = ("conn_id", "client_ip", "snapshot", "contexts", "sni", "policy", "error")
 
     def __init__(self, conn_id: str, snapshot: EdgeConfig | None, contexts: ContextCache) -> None:
         self.conn_id = conn_id
+        self.client_ip = _client_ip(conn_id)
         self.snapshot = snapshot
         self.contexts = contexts
         self.sni: str | None = None
@@ -71,7 +74,7 @@ class EdgeNode:
         self.name = name
         self.identity = identity
         self.settings = settings
-        self.policy: Policy = policy or HostModePolicy()
+        self.policy: Policy = policy or RulesPolicy()
         self.origin = origin or Origin()
         self._events = events
         self._clock = clock
@@ -101,6 +104,7 @@ class EdgeNode:
         if self.snapshot is not None and snapshot.version <= self.snapshot.version:
             return
         self._adopt(snapshot)
+        self.policy.prepare(snapshot)
         self.snapshot = snapshot
 
     def forget(self) -> None:
@@ -255,22 +259,50 @@ class EdgeNode:
                 return None, b""
 
     async def _answer(self, state, channel, conn, verdict, request: h11.Request, body: bytes):
-        host = _host_of(request)
-        path = request.target.decode("latin-1")
-        method = request.method.decode("ascii", "replace")
-        facts = RequestFacts(verdict, state.sni, host, method, path)
-        decided = self.policy.decide(facts)
-        if decided.status is not None:
-            status, payload = decided.status, b'{"error": "client certificate required"}\n'
+        facts = self._facts(state, channel, verdict, request)
+        if self._misdirected(state, facts):
+            status, payload = 421, b"misdirected request: Host does not match the TLS SNI\n"
+            decided = PolicyDecision(Decision.MISDIRECTED, False)
         else:
+            decided = self.policy.decide(facts)
+            status, payload = decided.status, b'{"error": "client certificate required"}\n'
+        if status is None:
+            client_headers = tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
+            )
+            options = facts.zone.settings.forwarding if facts.zone else NO_FORWARDING
+            headers = forwarding.origin_headers(client_headers, verdict, options)
             status, payload = self.origin.handle(
-                OriginRequest(state.conn_id, method, path, tuple(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
-                ), body)
+                OriginRequest(state.conn_id, facts.method, facts.target, headers, body)
             )
         await _respond(channel, conn, status, payload)
         await self._emit_request(state, verdict, facts, status, decided.decision,
                                  decided.would_block, decided.matched)
+
+    def _facts(self, state, channel, verdict, request: h11.Request) -> RequestFacts:
+        host = _host_of(request)
+        target = request.target.decode("latin-1")
+        snapshot = state.snapshot
+        return RequestFacts(
+            verdict=verdict,
+            sni=state.sni,
+            host=host,
+            method=request.method.decode("ascii", "replace"),
+            path=target.split("?", 1)[0],
+            target=target,
+            zone=None if snapshot is None or not host else snapshot.zone_for(host),
+            tls_version=channel.ssl_object.version() or "",
+            client_ip=state.client_ip,
+        )
+
+    @staticmethod
+    def _misdirected(state, facts: RequestFacts) -> bool:
+        """Strict SNI/Host: the Host is another mTLS hostname than the one TLS was set up for."""
+        if facts.zone is None or not facts.zone.settings.strict_sni_host:
+            return False
+        if facts.host == (state.sni or "").lower():
+            return False
+        return state.snapshot.host(facts.host) is not None
 
     async def _refuse(self, state, channel, conn, verdict, exc) -> None:
         status = getattr(exc, "error_status_hint", 413)
@@ -279,7 +311,7 @@ class EdgeNode:
                 await _respond(channel, conn, status, b"bad request\n")
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-        facts = RequestFacts(verdict, state.sni, "", "", "")
+        facts = RequestFacts(verdict, state.sni, "", "", "", client_ip=state.client_ip)
         await self._emit_request(state, verdict, facts, status, Decision.BAD_REQUEST, False, ())
 
     async def _emit_request(self, state, verdict, facts, status, decision, would_block, matched):
@@ -315,6 +347,14 @@ def _host_of(request: h11.Request) -> str:
         if name == b"host":
             return value.decode("latin-1").rsplit(":", 1)[0].lower()
     return ""
+
+
+def _client_ip(conn_id: str) -> str:
+    """The peer address for `ip.src`: from a TCP connection id; the in-memory network has none,
+    so simulated clients come from a documentation address (RFC 5737)."""
+    if conn_id.startswith("tcp:"):
+        return conn_id[4:].rsplit(":", 1)[0]
+    return "192.0.2.1"
 
 
 def _version(snapshot: EdgeConfig | None) -> int:

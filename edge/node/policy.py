@@ -1,4 +1,4 @@
-"""The per-request decision hook, and its placeholder until the rules language lands.
+"""The per-request decision: custom rules from the snapshot, or a fixed per-hostname mode.
 
 A policy sees the connection's verdict and the request, and says what happens: allow, log,
 block (403) or skip, plus `would_block`, the decision if every log rule were a block rule (the
@@ -13,8 +13,11 @@ from typing import Protocol
 
 import attrs
 
+from edge.control.records import Action
+from edge.control.snapshot import EdgeConfig, ZoneConfig
 from edge.events import Decision
 from edge.node.verdict import Verdict
+from edge.rules import RuleSet, compile_rules
 
 
 @attrs.frozen
@@ -26,6 +29,23 @@ class RequestFacts:
     host: str
     method: str
     path: str
+    target: str = ""
+    zone: ZoneConfig | None = None  # the zone of the Host header, in the connection's snapshot
+    tls_version: str = ""
+    client_ip: str = ""
+
+    def fields(self) -> dict[str, bool | str]:
+        """The Rules-language fields of this request."""
+        return {
+            **self.verdict.fields.as_fields(),
+            "http.host": self.host,
+            "http.request.uri.path": self.path,
+            "http.request.method": self.method,
+            "http.request.full_uri": f"https://{self.host}{self.target or self.path}",
+            "ip.src": self.client_ip,
+            "ssl": True,
+            "cf.tls_version": self.tls_version,
+        }
 
 
 @attrs.frozen
@@ -40,8 +60,43 @@ class PolicyDecision:
         return 403 if self.decision is Decision.BLOCK else None
 
 
+ALLOW = PolicyDecision(Decision.ALLOW, False)
+
+
 class Policy(Protocol):
+    def prepare(self, snapshot: EdgeConfig) -> None:
+        """Do per-snapshot work (compiling rules) before requests need it."""
+
     def decide(self, facts: RequestFacts) -> PolicyDecision: ...
+
+
+_DECISIONS = {Action.BLOCK: Decision.BLOCK, Action.LOG: Decision.LOG, Action.SKIP: Decision.SKIP}
+
+
+class RulesPolicy:
+    """Each zone's custom rules, compiled once per change of the zone's rule list."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, tuple[tuple, RuleSet]] = {}
+
+    def _rules(self, zone: ZoneConfig) -> RuleSet:
+        cached = self._compiled.get(zone.id)
+        if cached is None or cached[0] is not zone.rules:
+            cached = self._compiled[zone.id] = (zone.rules, compile_rules(zone.rules))
+        return cached[1]
+
+    def prepare(self, snapshot: EdgeConfig) -> None:
+        for zone in snapshot.zones.values():
+            self._rules(zone)
+
+    def decide(self, facts: RequestFacts) -> PolicyDecision:
+        if facts.zone is None or not facts.zone.rules:
+            return ALLOW
+        rules = facts.zone.rules
+        evaluation = self._rules(facts.zone).evaluate(facts.fields())
+        matched = tuple(rules[i].description or rules[i].expression for i in evaluation.matched)
+        decision = _DECISIONS.get(evaluation.action, Decision.ALLOW)
+        return PolicyDecision(decision, evaluation.would_block, matched)
 
 
 class Mode(str, enum.Enum):
@@ -53,17 +108,20 @@ class Mode(str, enum.Enum):
 class HostModePolicy:
     """Per hostname, log or block requests whose certificate is not verified (or is revoked).
 
-    Hostnames without a mode are not policed. The modes live with the policy, not in
-    snapshots, until custom rules replace this placeholder.
+    A fixed policy for tests and benchmarks that want no rules; hostnames without a mode are
+    not policed.
     """
 
     modes: Mapping[str, Mode] = attrs.field(factory=dict)
+
+    def prepare(self, snapshot: EdgeConfig) -> None:
+        pass
 
     def decide(self, facts: RequestFacts) -> PolicyDecision:
         mode = self.modes.get(facts.host)
         failing = not facts.verdict.verified or facts.verdict.revoked
         if mode is None or not failing:
-            return PolicyDecision(Decision.ALLOW, False)
+            return ALLOW
         rule = f"{mode.value} unverified on {facts.host}"
         decision = Decision.BLOCK if mode is Mode.BLOCK else Decision.LOG
         return PolicyDecision(decision, True, (rule,))

@@ -20,7 +20,7 @@ class RuleSyntaxError(ValueError):
         super().__init__(f"{prefix}column {column}: expected {expected}, got {got}")
 
     def located(self, where: str) -> RuleSyntaxError:
-        """The same error, prefixed with where the expression came from (e.g. `rules[2].expression`)."""
+        """The same error, prefixed with where the expression came from: `rules[2].expression`."""
         return RuleSyntaxError(self.column, self.expected, self.got, where=where)
 
     def __reduce__(self):  # picklable despite the keyword-only constructor argument

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 
-
 class FieldType(str, enum.Enum):
     BOOL = "boolean"
     STRING = "string"

@@ -100,7 +100,9 @@ class _Builder:
 
     def add(self, kind: int, payload: object, following: int) -> int:
         if len(self.nodes) >= MAX_STATES:
-            raise PatternError(f"a pattern of more than {MAX_STATES} states once repetitions expand")
+            raise PatternError(
+                f"a pattern of more than {MAX_STATES} states once repetitions expand"
+            )
         self.nodes.append([kind, payload, following])
         return len(self.nodes) - 1
 
@@ -254,7 +256,9 @@ class _Automaton:
             self._reset()
             state = self._intern(members)
         nodes = self._nodes
-        seeds = [nodes[i][2] for i in self._sets[state] if nodes[i][0] == _CHAR and nodes[i][1](char)]
+        seeds = [
+            nodes[i][2] for i in self._sets[state] if nodes[i][0] == _CHAR and nodes[i][1](char)
+        ]
         seeds.append(self._start)  # a search: a match may also begin at the next character
         following = self._intern(self._closure(seeds, at_start=False, at_end=False))
         self._table[state][char] = following

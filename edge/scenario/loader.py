@@ -16,6 +16,8 @@ from pathlib import Path
 
 import attrs
 import cattrs
+import cattrs.gen
+from cattrs.errors import IterableValidationError, IterableValidationNote
 
 from edge.scenario import model as m
 from edge.scenario.durations import parse_duration
@@ -82,8 +84,35 @@ def _subject(value, _type) -> dict[str, str]:
     return dict(value)
 
 
+def _enum_types() -> set[type]:
+    """Every Enum a scenario field can hold (the classes are str subclasses too, so each needs
+    its own hook or the str hook would take it)."""
+    found, seen = set(), set()
+
+    def walk(kind) -> None:
+        for arg in typing.get_args(kind):
+            walk(arg)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            found.add(kind)
+        elif attrs.has(kind) and kind not in seen:
+            seen.add(kind)
+            for hint in typing.get_type_hints(kind).values():
+                walk(hint)
+
+    walk(m.Scenario)
+    return found
+
+
+def _enum(value, kind: type[enum.Enum]):
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise _Invalid(f"expected one of {choices}, got {value!r}") from None
+
+
 def _converter() -> cattrs.Converter:
-    """Strict hooks, all by exact type: a str-valued Enum must not fall to the str hook."""
+    """Strict hooks: no silent str(5), int("3") or True as 1 the way cattrs would by default."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     hooks = {
         str: _strict(str, "a string"),
@@ -93,11 +122,75 @@ def _converter() -> cattrs.Converter:
         dt.datetime: _moment,
         dt.timedelta: _duration,
         m.Offset: _offset,
-        dict[str, str]: _subject,
     }
     for kind, hook in hooks.items():
-        converter.register_structure_hook_func(lambda t, kind=kind: t == kind, hook)
+        converter.register_structure_hook(kind, hook)
+    for kind in _enum_types():
+        converter.register_structure_hook(kind, _enum)
+    converter.register_structure_hook_func(lambda t: t == dict[str, str], _subject)
+    converter.register_structure_hook_factory(
+        lambda t: typing.get_origin(t) is tuple, lambda t: _tuple_hook(converter, t)
+    )
+    converter.register_structure_hook_factory(
+        lambda t: typing.get_origin(t) is dict and t != dict[str, str],
+        lambda t: _table_hook(converter, t),
+    )
+    converter.register_structure_hook_factory(attrs.has, lambda t: _class_hook(converter, t))
     return converter
+
+
+def _tuple_hook(converter: cattrs.Converter, kind):
+    """A TOML array only (a string must not become a tuple of characters), item by item."""
+    inner = typing.get_args(kind)[0]
+
+    def hook(value, _type):
+        if not isinstance(value, list):
+            raise _Invalid(f"expected a list, got {value!r}")
+        items, errors = [], []
+        for index, item in enumerate(value):
+            try:
+                items.append(converter.structure(item, inner))
+            except Exception as exc:  # noqa: BLE001 - collected with its index, reported below
+                exc.add_note(IterableValidationNote(f"@ index {index}", index, inner))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+        return tuple(items)
+
+    return hook
+
+
+def _table_hook(converter: cattrs.Converter, kind):
+    """A TOML table only, keyed by name."""
+    inner = typing.get_args(kind)[1]
+
+    def hook(value, _type):
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected a table, got {value!r}")
+        out, errors = {}, []
+        for key, item in value.items():
+            try:
+                out[key] = converter.structure(item, inner)
+            except Exception as exc:  # noqa: BLE001 - collected with its key, reported below
+                exc.add_note(IterableValidationNote(f"@ key {key!r}", key, inner))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+        return out
+
+    return hook
+
+
+def _class_hook(converter: cattrs.Converter, kind):
+    """A TOML table for an attrs class: anything else is named as such, not as an internal error."""
+    default = cattrs.gen.make_dict_structure_fn(kind, converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value, _type):
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected a table, got {value!r}")
+        return default(value, _type)
+
+    return hook
 
 
 _CONVERTER = _converter()
@@ -106,9 +199,6 @@ _CONVERTER = _converter()
 def _message(exc: BaseException, type_) -> str:
     if isinstance(exc, KeyError):
         return "required key missing"
-    if isinstance(type_, type) and issubclass(type_, enum.Enum) and isinstance(exc, ValueError):
-        given = exc.args[0].split(" is not a valid")[0] if exc.args else "?"
-        return f"expected one of {', '.join(repr(e.value) for e in type_)}, got {given}"
     if isinstance(exc, ValueError) and str(exc):
         return str(exc)
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
@@ -129,9 +219,9 @@ def _structure(data: dict, source: str) -> m.Scenario:
 
 
 def _path_first(line: str) -> str:
-    """cattrs says `what @ .a.b`; a reader wants `a.b: what` (with a field a validator named)."""
+    """cattrs says `what @ .a['b'].c`; a reader wants `a.b.c: what` (plus a validator's field)."""
     what, _, where = line.rpartition(" @ ")
-    where = where.lstrip(".")
+    where = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
     field = re.match(r"^(\w+): ", what)
     if field:
         where, what = f"{where}.{field[1]}" if where else field[1], what[field.end():]
@@ -148,8 +238,7 @@ def _references(scenario: m.Scenario) -> list[str]:
     nodes = set(scenario.node_names)
     phases = {e.phase for e in scenario.timeline if e.phase}
     for name, spec in scenario.pki.items():
-        if spec.parent is not None and spec.parent not in cas:
-            problems.append(f"pki.{name}.parent: no CA named {spec.parent!r} in [pki]")
+        problems.extend(_parent_problems(scenario, name, spec))
     if len(tenants) != len(scenario.tenants):
         problems.append("tenants: names must be unique")
     if len(fleets) != len(scenario.fleets):
@@ -185,6 +274,8 @@ def _references(scenario: m.Scenario) -> list[str]:
             if entry.ca not in cas:
                 problems.append(f"{where}.ca: no CA named {entry.ca!r} in [pki]")
             uploads.add(entry.name or entry.ca)
+        elif entry.action is m.ActionKind.DELETE_CA and entry.ca == "managed":
+            problems.append(f"{where}.ca: the managed CA cannot be deleted, only uploads")
         elif entry.action in (m.ActionKind.ASSOCIATE, m.ActionKind.DELETE_CA):
             if entry.ca not in (None, "managed") and entry.ca not in uploads:
                 problems.append(
@@ -198,7 +289,31 @@ def _references(scenario: m.Scenario) -> list[str]:
                 problems.append(f"expect[{i}].{key}: no timeline entry opens phase {value!r}")
         if expectation.fleet is not None and expectation.fleet not in fleets:
             problems.append(f"expect[{i}].fleet: no fleet named {expectation.fleet!r}")
+        if expectation.node is not None and expectation.node not in nodes:
+            problems.append(
+                f"expect[{i}].node: no node {expectation.node!r} (nodes are {_names(nodes)})"
+            )
     return problems
+
+
+def _parent_problems(scenario: m.Scenario, name: str, spec: m.CaSpec) -> list[str]:
+    """A parent must exist, be able to sign (a generated CA, or a loaded one with its key) and
+    not lead back to the CA itself."""
+    if spec.parent is None:
+        return []
+    where = f"pki.{name}.parent"
+    parent = scenario.pki.get(spec.parent)
+    if parent is None:
+        return [f"{where}: no CA named {spec.parent!r} in [pki]"]
+    if parent.pem is not None and parent.key_pem is None:
+        return [f"{where}: CA {spec.parent!r} is loaded without key_pem and cannot sign"]
+    seen, current = {name}, spec.parent
+    while current is not None:
+        if current in seen:
+            return [f"{where}: the parents of {name!r} lead back to {current!r} (a cycle)"]
+        seen.add(current)
+        current = scenario.pki[current].parent if current in scenario.pki else None
+    return []
 
 
 def _names(names: set[str]) -> str:
