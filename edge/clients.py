@@ -83,8 +83,15 @@ async def visit(
     return ClientResult(accepted.conn_id, outcome, tuple(statuses), error)
 
 
-async def request(channel: TlsChannel, conn: h11.Connection, host: str, path: str) -> int:
-    request = h11.Request(method="GET", target=path, headers=[("host", host)])
+async def request(
+    channel: TlsChannel,
+    conn: h11.Connection,
+    host: str,
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> int:
+    """One GET on an open connection; the response's status code."""
+    request = h11.Request(method="GET", target=path, headers=[("host", host), *headers])
     await channel.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
     status = 0
     while True:

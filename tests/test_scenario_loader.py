@@ -680,3 +680,12 @@ def test_every_reference_problem_is_reported_at_once():
         "expect[0].after: no timeline entry opens phase 'enforce'",
         "expect[0].fleet: no fleet named 'ap'",
     ]
+
+
+def test_a_rule_expression_is_checked_when_the_file_loads():
+    text = HEAD + (
+        '[[timeline]]\nat = "1m"\naction = "deploy_rules"\nzone = "acme.test"\n'
+        'rules = [{ expression = "not cf.tls_client_auth.cert_verifed", action = "log" }]\n'
+    )
+    [line] = problems(text)
+    assert line.startswith("timeline[0].rules[0].expression: column 5: expected a known field")

@@ -456,3 +456,10 @@ def test_unknown_status_filter_and_non_text_csr_are_api_errors(world, tenant):
 
 def test_non_text_zone_name_filter_is_an_api_error(world):
     world.refused(c.ListZones(name=42), errors.INVALID_REQUEST)
+
+
+def test_rules_with_a_bad_expression_are_refused_with_the_column(world, tenant):
+    _, zone = tenant
+    bad = Rule("not cf.tls_client_auth.cert_verified and http.host eq 5", Action.BLOCK)
+    err = world.refused(c.PutCustomRules(zone.id, [bad]), errors.INVALID_RULE)
+    assert err.message.startswith("rules[0].expression: column ")

@@ -37,6 +37,7 @@ from edge.control.records import (
     ZoneSettings,
 )
 from edge.pki import formats, managed, upload
+from edge.rules import RuleSyntaxError, compile_rules
 
 Status = ClientCertificateStatus
 
@@ -541,6 +542,10 @@ def _check_rule(index: int, rule: Any) -> Rule:
 def _put_rules(store: Store, cmd: c.PutCustomRules, now: dt.datetime):
     zone = _zone(store, cmd.zone_id)
     rules = tuple(_check_rule(i, rule) for i, rule in enumerate(cmd.rules))
+    try:
+        compile_rules(rules)  # refused at upload, so a snapshot never carries a bad expression
+    except RuleSyntaxError as err:
+        raise ApiError(e.INVALID_RULE, str(err)) from None
     new_zone = attrs.evolve(zone, rules=rules)
     return attrs.evolve(store, zones=_put(store.zones, zone.id, new_zone)), rules
 

@@ -19,6 +19,7 @@ import cattrs
 import cattrs.gen
 from cattrs.errors import IterableValidationError, IterableValidationNote
 
+from edge.rules import RuleSyntaxError, compile_rules
 from edge.scenario import model as m
 from edge.scenario.durations import parse_duration
 
@@ -274,6 +275,11 @@ def _references(scenario: m.Scenario) -> list[str]:
             if entry.ca not in cas:
                 problems.append(f"{where}.ca: no CA named {entry.ca!r} in [pki]")
             uploads.add(entry.name or entry.ca)
+        elif entry.action is m.ActionKind.DEPLOY_RULES:
+            try:
+                compile_rules(entry.rules)
+            except RuleSyntaxError as err:
+                problems.append(f"{where}.{err}")
         elif entry.action is m.ActionKind.DELETE_CA and entry.ca == "managed":
             problems.append(f"{where}.ca: the managed CA cannot be deleted, only uploads")
         elif entry.action in (m.ActionKind.ASSOCIATE, m.ActionKind.DELETE_CA):
