@@ -125,6 +125,7 @@ class CertSpec:
     valid_from: Offset | None = None  # relative to meta.start; overrides the profile's
     valid_until: Offset | None = None
     depth: int = attrs.field(default=6, validator=_positive)  # too_deep only
+    send_chain: bool = True  # False: the client sends its leaf without the intermediates
 
     def __attrs_post_init__(self) -> None:
         if self.source is CertSource.MANAGED:

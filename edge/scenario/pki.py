@@ -20,10 +20,16 @@ from edge.scenario import model as m
 
 @attrs.frozen
 class Ca:
-    """A CA of the scenario: its certificate (what gets uploaded) and, if known, its key."""
+    """A CA of the scenario: its certificate and, if known, its key."""
 
     certificate_pem: str
     authority: Authority | None  # None: loaded without a key, upload only
+    parent: Ca | None = None
+
+    @property
+    def bundle_pem(self) -> str:
+        """What `upload_ca` uploads: this CA, then its parents up to the root, as a bundle."""
+        return self.certificate_pem + (self.parent.bundle_pem if self.parent else "")
 
 
 def _load(spec: m.CaSpec, base: Path) -> Ca:
@@ -52,8 +58,10 @@ def build_cas(scenario: m.Scenario, base: Path) -> dict[str, Ca]:
             if spec.parent is None:
                 authority = Authority.root(spec.subject, **options)
             else:
-                parent = make(spec.parent).authority
-                authority = parent.sub_ca(spec.subject, **options)
+                parent = make(spec.parent)
+                authority = parent.authority.sub_ca(spec.subject, **options)
+                built[name] = Ca(authority.certificate_pem, authority, parent)
+                return built[name]
             ca = Ca(authority.certificate_pem, authority)
         built[name] = ca
         return ca
@@ -72,13 +80,15 @@ def fleet_credential(
         return None
     authority = cas[cert.issuer].authority
     if cert.valid_from is not None or cert.valid_until is not None:
-        return authority.issue(
+        credential = authority.issue(
             {"CN": fleet.name},
             not_before=start + (cert.valid_from or m.Offset(days=-1)),
             not_after=start + (cert.valid_until or m.Offset(days=365)),
             key_type=cert.key,
         )
-    return profiles.issue(
-        cert.profile, authority, now=start, key_type=cert.key, subject_cn=fleet.name,
-        depth=cert.depth,
-    )
+    else:
+        credential = profiles.issue(
+            cert.profile, authority, now=start, key_type=cert.key, subject_cn=fleet.name,
+            depth=cert.depth,
+        )
+    return credential if cert.send_chain else attrs.evolve(credential, chain=())

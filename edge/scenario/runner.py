@@ -212,7 +212,7 @@ class Runner:
         if kind is m.ActionKind.UPLOAD_CA:
             record = await submit(
                 c.UploadCaCertificate(
-                    self.accounts[entry.tenant], cas[entry.ca].certificate_pem,
+                    self.accounts[entry.tenant], cas[entry.ca].bundle_pem,
                     name=entry.name or entry.ca,
                 )
             )
