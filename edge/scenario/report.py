@@ -31,35 +31,47 @@ def _percent(part: int, whole: int) -> str:
 
 
 def verdicts(tally: Tally, phase: str) -> list[str]:
-    """One sentence per hostname: who enforcement would block now (in the last phase)."""
+    """One sentence per hostname, from the last phase: who enforcement blocks or would block."""
     sentences = []
     for host in tally.values("host"):
         if not host:
             continue
-        parts, clear = [], []
+        parts, clear, enforced = [], [], False
         for fleet in tally.values("fleet"):
-            requests = tally.sum("requests", phases=[phase], host=host, fleet=fleet)
+            where = dict(phases=[phase], host=host, fleet=fleet)
+            requests = tally.sum("requests", **where)
             if not requests:
                 continue
-            failing = tally.reasons("would_block", phases=[phase], host=host, fleet=fleet)
+            failing = tally.reasons("would_block", **where)
             total = sum(failing.values())
             if not total:
                 clear.append(fleet)
                 continue
-            why = ", ".join(
-                f"{reason} {_percent(n, requests)}" for reason, n in failing.most_common()
-            )
+            enforced = enforced or tally.sum("blocked", **where) > 0
+            why = ", ".join(f"{reason} {_percent(n, requests)}" for reason, n in failing.most_common())
             parts.append(f"{_percent(total, requests)} of fleet {fleet}: {why}")
         if not parts and not clear:
             continue
+        verb = "enforcement blocks" if enforced else "enforcing now would block"
         if parts:
-            text = f"{host}: enforcing now would block " + "; ".join(parts)
+            text = f"{host}: {verb} " + "; ".join(parts)
             if clear:
                 text += f" (no one in {', '.join(clear)})"
         else:
-            text = f"{host}: enforcing now would block no one ({', '.join(clear)})"
+            text = f"{host}: {verb} no one ({', '.join(clear)})"
         sentences.append(text + ".")
     return sentences
+
+
+def _rollout_verdicts(tally: Tally, phases: list[str]) -> list[str]:
+    """The rehearsal's answer, from the last phase that did not block yet (the one to read
+    before enforcing), then the final phase's, if that one enforced."""
+    rehearsed = [p for p in phases if tally.sum("requests", phases=[p]) and not
+                 tally.sum("blocked", phases=[p])]
+    shown = [rehearsed[-1]] if rehearsed else []
+    if phases[-1] not in shown:
+        shown.append(phases[-1])
+    return [f"[{phase}] {sentence}" for phase in shown for sentence in verdicts(tally, phase)]
 
 
 def summarize(result: RunResult) -> dict:
@@ -92,7 +104,7 @@ def summarize(result: RunResult) -> dict:
             }
             for name, at in phases
         ],
-        "verdicts": verdicts(tally, phases[-1][0]),
+        "verdicts": _rollout_verdicts(tally, [name for name, _ in phases]),
         "rejected_actions": [
             {"timeline": r.index, "at": format_duration(r.at), "action": r.action,
              "code": r.code, "message": r.message}
@@ -134,7 +146,7 @@ def render(summary: dict, console: Console) -> None:
             )
     console.print("[bold]Rollout verdict[/bold]")
     for sentence in summary["verdicts"] or ["no requests reached an mTLS hostname."]:
-        console.print(f"  {sentence}")
+        console.print(f"  {sentence}", markup=False)
     if summary["expectations"]:
         console.print("[bold]Expectations[/bold]")
         for item in summary["expectations"]:
