@@ -140,23 +140,28 @@ def _converter() -> cattrs.Converter:
     return converter
 
 
+def _structure_each(converter: cattrs.Converter, pairs, inner, kind) -> list:
+    """Structure each (index or key, item); report every failure with where it was."""
+    values, errors = [], []
+    for where, item in pairs:
+        try:
+            values.append(converter.structure(item, inner))
+        except Exception as exc:  # noqa: BLE001 - collected with its place, reported below
+            exc.add_note(IterableValidationNote(f"@ {where!r}", where, inner))
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+    return values
+
+
 def _tuple_hook(converter: cattrs.Converter, kind):
-    """A TOML array only (a string must not become a tuple of characters), item by item."""
+    """A TOML array only (a string must not become a tuple of characters)."""
     inner = typing.get_args(kind)[0]
 
     def hook(value, _type):
         if not isinstance(value, list):
             raise _Invalid(f"expected a list, got {value!r}")
-        items, errors = [], []
-        for index, item in enumerate(value):
-            try:
-                items.append(converter.structure(item, inner))
-            except Exception as exc:  # noqa: BLE001 - collected with its index, reported below
-                exc.add_note(IterableValidationNote(f"@ index {index}", index, inner))
-                errors.append(exc)
-        if errors:
-            raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
-        return tuple(items)
+        return tuple(_structure_each(converter, enumerate(value), inner, kind))
 
     return hook
 
@@ -168,16 +173,7 @@ def _table_hook(converter: cattrs.Converter, kind):
     def hook(value, _type):
         if not isinstance(value, dict):
             raise _Invalid(f"expected a table, got {value!r}")
-        out, errors = {}, []
-        for key, item in value.items():
-            try:
-                out[key] = converter.structure(item, inner)
-            except Exception as exc:  # noqa: BLE001 - collected with its key, reported below
-                exc.add_note(IterableValidationNote(f"@ key {key!r}", key, inner))
-                errors.append(exc)
-        if errors:
-            raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
-        return out
+        return dict(zip(value, _structure_each(converter, value.items(), inner, kind)))
 
     return hook
 
