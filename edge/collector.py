@@ -57,8 +57,8 @@ _DIMENSIONS = {
 class Collector:
     """Run with `nursery.start_soon(collector.run)`.
 
-    Producers each get a `sender()`; once `close_intake()` has been called and every sender is
-    closed, the collector drains what is queued and `run()` returns.
+    Producers each get a `sender()`; the collector runs until cancelled. Its owner knows when
+    every event is in (a runner counts what its clients attempted) and only then cancels.
     """
 
     def __init__(self, *, buffer: int = DEFAULT_BUFFER, jsonl: IO[str] | None = None) -> None:
@@ -68,10 +68,6 @@ class Collector:
 
     def sender(self) -> trio.MemorySendChannel[Event]:
         return self._send.clone()
-
-    def close_intake(self) -> None:
-        """No new senders; `run()` ends when the ones handed out are closed."""
-        self._send.close()
 
     async def run(self) -> None:
         async with self._receive:

@@ -31,7 +31,8 @@ class Decision(str, enum.Enum):
     BLOCK = "block"  # answered 403 at the edge
     SKIP = "skip"  # a skip rule ended evaluation; went to the origin
     BAD_REQUEST = "bad_request"  # malformed or oversized HTTP: answered 4xx, connection closed
-    MISDIRECTED = "misdirected"  # strict SNI/Host: answered 421
+    MISDIRECTED = "misdirected"  # a Host this node must not serve on this connection: 421
+    UNAVAILABLE = "unavailable"  # the node has no configuration yet: 503
 
 
 @attrs.frozen

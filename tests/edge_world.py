@@ -52,7 +52,9 @@ class EdgeWorld:
         self.ids: dict[str, str] = {}
 
     @classmethod
-    async def start(cls, nursery, tenant: Authority, *, collector=None, nodes=("n1",), link=None):
+    async def start(cls, nursery, tenant: Authority, *, collector=None, nodes=("n1",), link=None,
+                    rules: bool = False):
+        """`rules=True`: nodes follow the zones' custom rules instead of the fixed host modes."""
         deployment = Deployment(
             start=START,
             collector=collector or RecordingCollector(),
@@ -66,7 +68,7 @@ class EdgeWorld:
         ca = await plane.submit(c.UploadCaCertificate(account.id, tenant.certificate_pem))
         await plane.submit(c.PutHostnameAssociations(zone.id, [BLOCK_HOST, LOG_HOST], ca.id))
         world.ids.update(account=account.id, zone=zone.id, ca=ca.id)
-        policy = HostModePolicy({BLOCK_HOST: Mode.BLOCK, LOG_HOST: Mode.LOG})
+        policy = None if rules else HostModePolicy({BLOCK_HOST: Mode.BLOCK, LOG_HOST: Mode.LOG})
         for name in nodes:
             await deployment.add_node(name, policy=policy, link=link)
         await deployment.settle()

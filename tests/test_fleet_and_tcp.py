@@ -54,7 +54,10 @@ async def test_collector_writes_one_json_line_per_event(nursery, autojump_clock)
     deployment = Deployment(start=START, jsonl=out,
                             identity=EdgeIdentity(names=("example.com", "*.example.com")))
     await deployment.start_in(nursery)
+    account = await deployment.plane.submit(c.CreateAccount("json"))
+    await deployment.plane.submit(c.CreateZone(account.id, "example.com"))
     await deployment.add_node("n1")
+    await deployment.settle()
     context = client_context(deployment.identity.configure_trust)
     result = await visit(lambda: deployment.network.connect("n1"), context,
                          sni="www.example.com", paths=("/x",))
@@ -63,8 +66,7 @@ async def test_collector_writes_one_json_line_per_event(nursery, autojump_clock)
     assert [line["kind"] for line in lines] == ["request", "connection"]
     assert {line["conn_id"] for line in lines} == {result.conn_id}
     assert lines[0]["path"] == "/x" and lines[0]["status"] == 200
-    # no zone holds the hostname yet: the node cannot know it
-    assert lines[1]["verdict"]["reason"] == "POLICY_MISSING" and lines[1]["outcome"] == "ok"
+    assert lines[1]["verdict"]["reason"] == "NO_CERT" and lines[1]["outcome"] == "ok"
 
 
 async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):

@@ -220,7 +220,7 @@ async def test_connection_in_flight_keeps_its_snapshot_while_new_ones_switch(
     assert world.collector.connection(fresh.conn_id).snapshot_version == node.snapshot.version
 
 
-async def test_a_node_without_a_snapshot_serves_with_policy_missing(nursery, autojump_clock):
+async def test_a_node_without_a_snapshot_answers_503_with_policy_missing(nursery, autojump_clock):
     link = Link()
     link.cut()
     world = await EdgeWorld.start(nursery, tenant_ca(), nodes=(), link=link)
@@ -230,7 +230,9 @@ async def test_a_node_without_a_snapshot_serves_with_policy_missing(nursery, aut
     await world.drain()
     event = world.collector.connection(result.conn_id)
     assert event.snapshot_version == -1 and event.verdict.reason is Reason.POLICY_MISSING
-    assert result.statuses == (200,)
+    assert result.statuses == (503,)  # it cannot know the hostname's rules: it fails closed
+    (refused,) = world.collector.requests(result.conn_id)
+    assert refused.decision is Decision.UNAVAILABLE and refused.reason == "POLICY_MISSING"
     link.heal()
     await world.deployment.settle()
     result = await world.visit(credential, sni=BLOCK_HOST, node="late")

@@ -48,3 +48,5 @@ CLIENT_CERTIFICATE_QUOTA = 1483
 INVALID_STATUS_CHANGE = 1484
 # Custom rules
 INVALID_RULE = 1490
+# A bug: the command raised something else; the store is unchanged
+INTERNAL_ERROR = 1499

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from edge.control.errors import ApiError
+from edge.control.errors import INTERNAL_ERROR, ApiError
 from edge.control.snapshot import EdgeConfig, build_snapshot
 from edge.control.store import Store, apply
 
@@ -143,6 +143,8 @@ class ControlPlane:
             applied = apply(self._store, command, self._now())
         except ApiError as err:
             return err
+        except Exception as exc:  # noqa: BLE001 - a bug in one command must not stop the plane
+            return ApiError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if applied.store is not self._store:
             self._store = applied.store
             self._publish(build_snapshot(self._store, self.snapshot))

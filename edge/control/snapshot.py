@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from edge.control.hostnames import most_specific
 from edge.control.records import ClientCertificateStatus, Rule, Zone, ZoneSettings
 from edge.control.store import Store
 
@@ -72,12 +73,7 @@ class EdgeConfig:
 
     def zone_for(self, hostname: str) -> ZoneConfig | None:
         """The most specific zone that holds the hostname, as the store decides ownership."""
-        labels = hostname.lower().split(".")
-        for start in range(len(labels) - 1):
-            zone = self.zones.get(".".join(labels[start:]))
-            if zone is not None:
-                return zone
-        return None
+        return most_specific(hostname, self.zones)
 
     def host(self, hostname: str) -> HostPolicy | None:
         """The policy of an mTLS hostname, or None where no CA is associated."""

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from edge.control import commands as c
 from edge.control import errors as e
 from edge.control.errors import ApiError
+from edge.control.hostnames import most_specific
 from edge.control.records import (
     Account,
     Action,
@@ -188,13 +189,8 @@ def _check_name(field: str, name: str) -> str:
 
 
 def _owning_zone(store: Store, hostname: str) -> Zone | None:
-    """The most specific zone whose name is the hostname or a suffix of it."""
-    labels = hostname.split(".")
-    for start in range(len(labels) - 1):
-        zone_id = store.zone_names.get(".".join(labels[start:]))
-        if zone_id is not None:
-            return store.zones[zone_id]
-    return None
+    zone_id = most_specific(hostname, store.zone_names)
+    return None if zone_id is None else store.zones[zone_id]
 
 
 def _associations_of(store: Store, ca_id: str) -> list[CaAssociation]:

@@ -22,8 +22,7 @@ from edge.net import Accepted
 from edge.node import verdict as verdicts
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import Origin, OriginRequest
-from edge.node import forwarding
-from edge.node.forwarding import NO_FORWARDING
+from edge.node import forwarding, routing
 from edge.node.policy import Policy, PolicyDecision, RequestFacts, RulesPolicy
 from edge.node.trust import DEFAULT_MAX_CHAIN_DEPTH, ContextCache
 from edge.pki import openssl
@@ -53,6 +52,9 @@ class _Connection:
         self.sni: str | None = None
         self.policy: HostPolicy | None = None
         self.error = ""
+
+
+CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
 
 
 class _RequestTooLarge(Exception):
@@ -135,6 +137,7 @@ class EdgeNode:
         openssl.track(channel.ssl_object, at_time=self._clock())
         started_at, started = self._clock(), trio.current_time()
         outcome, error, verdict, requests = TlsOutcome.INTERNAL, "", None, 0
+        handshake_seconds = 0.0
         try:
             outcome, error = await self._handshake(channel)
             handshake_seconds = trio.current_time() - started
@@ -143,24 +146,23 @@ class EdgeNode:
                 requests = await self._serve_http(state, channel, verdict)
         except Exception as exc:  # noqa: BLE001 - accounted for as INTERNAL, never lost
             outcome, error = TlsOutcome.INTERNAL, f"{type(exc).__name__}: {exc}"
-            handshake_seconds = trio.current_time() - started
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT) as closing:
+                closing.shield = True
                 await channel.aclose()
-        await self._events.send(
-            ConnectionEvent(
-                conn_id=state.conn_id,
-                node=self.name,
-                snapshot_version=_version(state.snapshot),
-                at=started_at,
-                sni=state.sni,
-                outcome=outcome,
-                verdict=verdict,
-                handshake_seconds=handshake_seconds,
-                requests=requests,
-                error=error or state.error,
-            )
+        event = ConnectionEvent(
+            conn_id=state.conn_id,
+            node=self.name,
+            snapshot_version=_version(state.snapshot),
+            at=started_at,
+            sni=state.sni,
+            outcome=outcome,
+            verdict=verdict,
+            handshake_seconds=handshake_seconds,
+            requests=requests,
+            error=error or state.error,
         )
+        await self._events.send(event)
 
     async def _handshake(self, channel: TlsChannel) -> tuple[TlsOutcome, str]:
         try:
@@ -213,27 +215,32 @@ class EdgeNode:
     async def _serve_http(
         self, state: _Connection, channel: TlsChannel, verdict: verdicts.Verdict
     ) -> int:
-        """Answer requests until the client closes or the connection must close; count them."""
+        """Answer requests until the client closes, idles out or the connection must close.
+
+        Only the wait for a request is timed: answering and its event (which waits for the
+        collector when it is slow) are never cut short.
+        """
         conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.settings.max_request_bytes
         )
         served = 0
         while True:
             try:
+                request, body = None, b""
                 with trio.move_on_after(self.settings.idle_timeout):
                     request, body = await self._next_request(conn, channel)
-                    if request is None:
-                        return served
-                    await self._answer(state, channel, conn, verdict, request, body)
-                    served += 1
-                    if conn.our_state is h11.MUST_CLOSE:
-                        return served
-                    conn.start_next_cycle()
-                    continue
-                return served  # idle too long
+                if request is None:
+                    return served
+                await self._answer(state, channel, conn, verdict, request, body)
+                served += 1
             except (h11.RemoteProtocolError, _RequestTooLarge) as exc:
                 await self._refuse(state, channel, conn, verdict, exc)
                 return served + 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return served  # the client left mid-response: its requests still count
+            if conn.our_state is h11.MUST_CLOSE:
+                return served
+            conn.start_next_cycle()
 
     async def _next_request(
         self, conn: h11.Connection, channel: TlsChannel
@@ -260,27 +267,26 @@ class EdgeNode:
 
     async def _answer(self, state, channel, conn, verdict, request: h11.Request, body: bytes):
         facts = self._facts(state, channel, verdict, request)
-        if self._misdirected(state, facts):
-            status, payload = 421, b"misdirected request: Host does not match the TLS SNI\n"
-            decided = PolicyDecision(Decision.MISDIRECTED, False)
+        refused = routing.refusal(state.snapshot, state.sni, facts.host, facts.zone)
+        if refused is not None:
+            status, payload = refused.status, refused.message
+            decided, reason = PolicyDecision(refused.decision, False), refused.reason
         else:
-            decided = self.policy.decide(facts)
+            decided, reason = self.policy.decide(facts), verdict.reason
             status, payload = decided.status, b'{"error": "client certificate required"}\n'
         if status is None:
             client_headers = tuple(
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
             )
-            options = facts.zone.settings.forwarding if facts.zone else NO_FORWARDING
-            headers = forwarding.origin_headers(client_headers, verdict, options)
+            headers = forwarding.origin_headers(client_headers, verdict, facts.zone.settings.forwarding)
             status, payload = self.origin.handle(
                 OriginRequest(state.conn_id, facts.method, facts.target, headers, body)
             )
         await _respond(channel, conn, status, payload)
-        await self._emit_request(state, verdict, facts, status, decided.decision,
-                                 decided.would_block, decided.matched)
+        await self._emit_request(state, facts, status, decided, reason)
 
     def _facts(self, state, channel, verdict, request: h11.Request) -> RequestFacts:
-        host = _host_of(request)
+        host = routing.normalise_host(_host_header(request))
         target = request.target.decode("latin-1")
         snapshot = state.snapshot
         return RequestFacts(
@@ -295,15 +301,6 @@ class EdgeNode:
             client_ip=state.client_ip,
         )
 
-    @staticmethod
-    def _misdirected(state, facts: RequestFacts) -> bool:
-        """Strict SNI/Host: the Host is another mTLS hostname than the one TLS was set up for."""
-        if facts.zone is None or not facts.zone.settings.strict_sni_host:
-            return False
-        if facts.host == (state.sni or "").lower():
-            return False
-        return state.snapshot.host(facts.host) is not None
-
     async def _refuse(self, state, channel, conn, verdict, exc) -> None:
         status = getattr(exc, "error_status_hint", 413)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -312,9 +309,11 @@ class EdgeNode:
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
         facts = RequestFacts(verdict, state.sni, "", "", "", client_ip=state.client_ip)
-        await self._emit_request(state, verdict, facts, status, Decision.BAD_REQUEST, False, ())
+        decided = PolicyDecision(Decision.BAD_REQUEST, False)
+        await self._emit_request(state, facts, status, decided, verdict.reason)
 
-    async def _emit_request(self, state, verdict, facts, status, decision, would_block, matched):
+    async def _emit_request(self, state, facts: RequestFacts, status: int, decided, reason):
+        sni = routing.normalise_host(state.sni) if state.sni else None
         await self._events.send(
             RequestEvent(
                 conn_id=state.conn_id,
@@ -326,11 +325,11 @@ class EdgeNode:
                 method=facts.method,
                 path=facts.path,
                 status=status,
-                decision=decision,
-                would_block=would_block,
-                reason=verdict.reason.value,
-                sni_host_mismatch=bool(facts.host and state.sni and facts.host != state.sni),
-                matched=matched,
+                decision=decided.decision,
+                would_block=decided.would_block,
+                reason=reason.value,
+                sni_host_mismatch=bool(facts.host and sni and facts.host != sni),
+                matched=decided.matched,
             )
         )
 
@@ -342,10 +341,10 @@ async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body:
     await channel.send_all(data)
 
 
-def _host_of(request: h11.Request) -> str:
+def _host_header(request: h11.Request) -> str:
     for name, value in request.headers:
         if name == b"host":
-            return value.decode("latin-1").rsplit(":", 1)[0].lower()
+            return value.decode("latin-1")
     return ""
 
 

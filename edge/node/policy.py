@@ -74,26 +74,31 @@ _DECISIONS = {Action.BLOCK: Decision.BLOCK, Action.LOG: Decision.LOG, Action.SKI
 
 
 class RulesPolicy:
-    """Each zone's custom rules, compiled once per change of the zone's rule list."""
+    """Zones' custom rules, compiled once per distinct rule list.
+
+    Keyed by the rule tuple itself, so a connection still on an older snapshot and one on the
+    newest each find theirs without recompiling; `prepare` forgets lists no snapshot uses.
+    """
 
     def __init__(self) -> None:
-        self._compiled: dict[str, tuple[tuple, RuleSet]] = {}
+        self._compiled: dict[tuple, RuleSet] = {}
 
-    def _rules(self, zone: ZoneConfig) -> RuleSet:
-        cached = self._compiled.get(zone.id)
-        if cached is None or cached[0] is not zone.rules:
-            cached = self._compiled[zone.id] = (zone.rules, compile_rules(zone.rules))
-        return cached[1]
+    def _rules(self, rules: tuple) -> RuleSet:
+        compiled = self._compiled.get(rules)
+        if compiled is None:
+            compiled = self._compiled[rules] = compile_rules(rules)
+        return compiled
 
     def prepare(self, snapshot: EdgeConfig) -> None:
-        for zone in snapshot.zones.values():
-            self._rules(zone)
+        current = {zone.rules for zone in snapshot.zones.values() if zone.rules}
+        self._compiled = {rules: self._compiled.get(rules) or compile_rules(rules)
+                          for rules in current}
 
     def decide(self, facts: RequestFacts) -> PolicyDecision:
         if facts.zone is None or not facts.zone.rules:
             return ALLOW
         rules = facts.zone.rules
-        evaluation = self._rules(facts.zone).evaluate(facts.fields())
+        evaluation = self._rules(rules).evaluate(facts.fields())
         matched = tuple(rules[i].description or rules[i].expression for i in evaluation.matched)
         decision = _DECISIONS.get(evaluation.action, Decision.ALLOW)
         return PolicyDecision(decision, evaluation.would_block, matched)

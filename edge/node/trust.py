@@ -27,8 +27,8 @@ def server_context(
     """A server context with the edge's certificate and settings; with `trust_ders`, it asks for
     a client certificate, verifies it against them and never aborts on the verdict.
 
-    Session tickets are off by default: a resumed session is not verified again, so it would
-    carry the verdict of the trust of its first handshake (see the bench for their cost). The
+    Resumption is off by default (no tickets, no session cache): a resumed session is not
+    verified again, so it would carry the verdict of the trust of its first handshake. The
     standalone `edge.node.verify` builds its contexts here too, so both verify alike.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -36,6 +36,7 @@ def server_context(
     context.num_tickets = num_tickets
     if num_tickets == 0:
         context.options |= ssl.OP_NO_TICKET
+        openssl.disable_session_cache(context)
     openssl.set_verify_depth(context, max_chain_depth)
     if trust_ders:
         context.load_verify_locations(cadata=b"".join(trust_ders))

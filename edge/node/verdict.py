@@ -204,11 +204,11 @@ def decide(
     if leaf_der is None:
         return attrs.evolve(NOT_REQUESTED, requested=True)
     verified = openssl_code == 0
-    ca = None
-    if verified and built_chain:
-        ca = policy.ca_with_fingerprint(_fingerprint(built_chain[-1]))
-        if ca is None:  # verified to something that is not this hostname's CA: never trust it
-            verified, openssl_code, openssl_message = False, 20, "unable to get local issuer certificate"
+    ca = policy.ca_with_fingerprint(_fingerprint(built_chain[-1])) if built_chain else None
+    if verified and ca is None:
+        # Verified to no CA of this hostname, or with no chain at all (a resumed session is not
+        # verified again): never trust that.
+        verified, openssl_code, openssl_message = False, 20, "unable to get local issuer certificate"
     revoked = bool(
         verified and ca is not None and ca.managed and snapshot.is_revoked(ca.ca_id, _serial(leaf_der))
     )
@@ -225,6 +225,6 @@ def decide(
         openssl_code=openssl_code,
         openssl_message=openssl_message if not verified else "ok",
         depth=depth if not verified else -1,
-        ca_id=ca.ca_id if ca else None,
+        ca_id=ca.ca_id if ca and verified else None,
         fields=fields,
     )

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 # Short names as OpenSSL and Go print them; cryptography's rfc4514_string() knows most of these but
 # prints emailAddress as a dotted OID, which no Cloudflare field does.
-_ATTRIBUTE_NAMES = {
+ATTRIBUTE_NAMES = {
     NameOID.COMMON_NAME: "CN",
     NameOID.COUNTRY_NAME: "C",
     NameOID.LOCALITY_NAME: "L",
@@ -47,7 +47,7 @@ GO_SIGNATURE_NAMES = {
 
 
 def _attribute_name(attribute: x509.NameAttribute) -> str:
-    return _ATTRIBUTE_NAMES.get(attribute.oid, attribute.oid.dotted_string)
+    return ATTRIBUTE_NAMES.get(attribute.oid, attribute.oid.dotted_string)
 
 
 def _escape_rfc2253(value: str) -> str:

@@ -23,6 +23,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from edge.pki import formats
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 UTC = dt.timezone.utc
@@ -37,19 +38,9 @@ NameLike = Union[str, Mapping[str, Union[str, Sequence[str]]], x509.Name]
 DEFAULT_NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=UTC)
 DEFAULT_NOT_AFTER = dt.datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)
 
-# Short names as OpenSSL prints them (and as formats.py renders them back).
+# Short names as OpenSSL prints them: the ones formats.py renders, read back.
 NAME_OIDS: dict[str, ObjectIdentifier] = {
-    "CN": NameOID.COMMON_NAME,
-    "C": NameOID.COUNTRY_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "STREET": NameOID.STREET_ADDRESS,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "DC": NameOID.DOMAIN_COMPONENT,
-    "UID": NameOID.USER_ID,
-    "emailAddress": NameOID.EMAIL_ADDRESS,
-    "serialNumber": NameOID.SERIAL_NUMBER,
+    name: oid for oid, name in formats.ATTRIBUTE_NAMES.items()
 }
 
 EKU_OIDS: dict[str, ObjectIdentifier] = {

@@ -63,6 +63,8 @@ __all__ = [
     "has_verify_callback",
     "sync_verify_with_context",
     "set_verify_depth",
+    "disable_session_cache",
+    "session_cache_mode",
     "get_verify_depth",
     "track",
     "set_verify_time",
@@ -117,6 +119,7 @@ SSL_CTX_set_verify = _fn("SSL_CTX_set_verify", None, c_void_p, c_int, _VERIFY_CB
 SSL_CTX_get_verify_callback = _fn("SSL_CTX_get_verify_callback", c_void_p, c_void_p)
 SSL_CTX_get_security_level = _fn("SSL_CTX_get_security_level", c_int, c_void_p)
 SSL_CTX_set_verify_depth = _fn("SSL_CTX_set_verify_depth", None, c_void_p, c_int)
+SSL_CTX_ctrl = _fn("SSL_CTX_ctrl", c_long, c_void_p, c_int, c_long, c_void_p)
 SSL_CTX_get_verify_depth = _fn("SSL_CTX_get_verify_depth", c_int, c_void_p)
 SSL_CTX_get0_param = _fn("SSL_CTX_get0_param", c_void_p, c_void_p)
 SSL_CTX_get_cert_store = _fn("SSL_CTX_get_cert_store", c_void_p, c_void_p)
@@ -279,15 +282,22 @@ def _verify_cb_impl(preverify_ok: int, store_ctx: int | None) -> int:
     ``SSL_get_verify_result`` ends up with the LAST error. Must never raise into C.
     """
     global _callback_faults
+    if preverify_ok:
+        return 1
+    entry = None
     try:
-        if not preverify_ok:
-            ssl_addr = X509_STORE_CTX_get_ex_data(store_ctx, _SSL_EX_IDX) or store_ctx or 0
-            entry = _records.get(ssl_addr)
-            if entry is None:
-                entry = _records[ssl_addr] = []
-            entry.append((X509_STORE_CTX_get_error_depth(store_ctx), X509_STORE_CTX_get_error(store_ctx)))
+        # Only connections that `track()` registered are recorded: nothing else can leak.
+        entry = _records.get(X509_STORE_CTX_get_ex_data(store_ctx, _SSL_EX_IDX) or 0)
+        if entry is not None:
+            depth = X509_STORE_CTX_get_error_depth(store_ctx)
+            entry.append((depth, X509_STORE_CTX_get_error(store_ctx)))
     except BaseException:  # noqa: BLE001 - nothing may propagate into OpenSSL
         _callback_faults += 1
+        try:
+            if entry is not None:  # the verdict must not look cleaner than it was
+                entry.append((-1, X509_V_ERR_UNSPECIFIED))
+        except BaseException:  # noqa: BLE001
+            pass
     return 1
 
 
@@ -313,6 +323,25 @@ def install_verify_callback(context: ssl.SSLContext) -> None:
 def has_verify_callback(context: ssl.SSLContext) -> bool:
     """True if *context*'s SSL_CTX currently has our callback."""
     return SSL_CTX_get_verify_callback(ssl_ctx_pointer(context)) == _VERIFY_CALLBACK_ADDR
+
+
+SSL_CTRL_SET_SESS_CACHE_MODE = 44  # SSL_CTX_set_session_cache_mode() is this macro
+SSL_CTRL_GET_SESS_CACHE_MODE = 45
+SSL_SESS_CACHE_OFF = 0
+
+
+def disable_session_cache(context: ssl.SSLContext) -> None:
+    """No server-side session cache: no resumption by session id (TLS 1.2).
+
+    OpenSSL does not verify a resumed session's client certificate again, so a resumed
+    connection would carry the verdict of the trust of its first handshake. With tickets off as
+    well, every connection does a full handshake and is verified under its own snapshot.
+    """
+    SSL_CTX_ctrl(ssl_ctx_pointer(context), SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_OFF, None)
+
+
+def session_cache_mode(context: ssl.SSLContext) -> int:
+    return SSL_CTX_ctrl(ssl_ctx_pointer(context), SSL_CTRL_GET_SESS_CACHE_MODE, 0, None)
 
 
 def set_verify_depth(context: ssl.SSLContext, depth: int) -> None:

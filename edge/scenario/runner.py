@@ -37,6 +37,7 @@ from edge.scenario.pki import Ca, build_cas, fleet_credential
 from edge.scenario.tally import Tally
 
 FIRST_PHASE = "start"
+DRAIN_TIMEOUT = 600.0  # simulated seconds; far beyond any node's handshake and idle timeouts
 
 
 class ScenarioFailed(Exception):
@@ -129,8 +130,16 @@ class Runner:
                         activity.start_soon(self._client, deployment, fleet, index, context)
                 if self.progress is not None:
                     activity.start_soon(self._report_progress)
-            await trio.sleep(1)  # events of the last connections reach the tally
+            await self._drain()
             root.cancel_scope.cancel()
+
+    async def _drain(self) -> None:
+        """Wait until every connection a client made is in the tally (its node has sent the
+        event, which comes after the connection's requests): stopping earlier would lose them."""
+        attempted = sum(sum(outcomes.values()) for outcomes in self.client_outcomes.values())
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            while self.tally.totals.count("connections") < attempted:
+                await trio.sleep(0.01)
 
     # --- set-up ---------------------------------------------------------------------------
 
