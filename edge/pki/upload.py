@@ -7,9 +7,11 @@ answers; the control plane turns it into an API error without changing any state
 from __future__ import annotations
 
 import re
+import warnings
 
 import attrs
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import SignatureAlgorithmOID
 
@@ -77,7 +79,9 @@ def parse_bundle(text: str | bytes) -> ParsedBundle:
     certificates = []
     for block in blocks:
         try:
-            certificates.append(x509.load_pem_x509_certificate(block[0].encode("ascii")))
+            with warnings.catch_warnings():  # e.g. a negative serial: parsed, and shown as is
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certificates.append(x509.load_pem_x509_certificate(block[0].encode("ascii")))
         except ValueError:
             raise UploadRejected(UNPARSEABLE) from None
     return ParsedBundle(tuple(certificates))

@@ -21,7 +21,10 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 
 from edge.rules import RuleSyntaxError, compile_rules
 from edge.scenario import model as m
-from edge.scenario.durations import parse_duration
+from edge.events import TlsOutcome
+from edge.node.reasons import Reason
+from edge.scenario.durations import format_duration, parse_duration
+from edge.scenario.model import FIRST_PHASE
 
 
 class ScenarioError(ValueError):
@@ -233,7 +236,8 @@ def _references(scenario: m.Scenario) -> list[str]:
     zones = {zone for t in scenario.tenants for zone in t.zones}
     fleets = {f.name for f in scenario.fleets}
     nodes = set(scenario.node_names)
-    phases = {e.phase for e in scenario.timeline if e.phase}
+    phases = {e.phase for e in scenario.timeline if e.phase} | {FIRST_PHASE}
+    hosts = {(f.host or f.hostname).lower() for f in scenario.fleets}
     for name, spec in scenario.pki.items():
         problems.extend(_parent_problems(scenario, name, spec))
     if len(tenants) != len(scenario.tenants):
@@ -259,6 +263,11 @@ def _references(scenario: m.Scenario) -> list[str]:
     uploads: set[str] = set()
     for i, entry in enumerate(sorted(scenario.timeline, key=lambda e: e.at)):
         where = f"timeline[{scenario.timeline.index(entry)}]"
+        if entry.at >= scenario.meta.duration:
+            problems.append(
+                f"{where}.at: {format_duration(entry.at)} is not before the end of the run "
+                f"(meta.duration {format_duration(scenario.meta.duration)})"
+            )
         if entry.tenant is not None and entry.tenant not in tenants:
             problems.append(f"{where}.tenant: no tenant named {entry.tenant!r}")
         if entry.zone is not None and entry.zone not in zones:
@@ -291,6 +300,16 @@ def _references(scenario: m.Scenario) -> list[str]:
                 problems.append(f"expect[{i}].{key}: no timeline entry opens phase {value!r}")
         if expectation.fleet is not None and expectation.fleet not in fleets:
             problems.append(f"expect[{i}].fleet: no fleet named {expectation.fleet!r}")
+        if expectation.reason is not None and expectation.reason not in REASONS:
+            problems.append(
+                f"expect[{i}].reason: expected one of {', '.join(sorted(REASONS))}, "
+                f"got {expectation.reason!r}"
+            )
+        if expectation.hostname is not None and expectation.hostname not in hosts:
+            problems.append(
+                f"expect[{i}].hostname: no fleet sends requests to {expectation.hostname!r} "
+                f"(they go to {_names(hosts)})"
+            )
         if expectation.node is not None and expectation.node not in nodes:
             problems.append(
                 f"expect[{i}].node: no node {expectation.node!r} (nodes are {_names(nodes)})"
@@ -316,6 +335,10 @@ def _parent_problems(scenario: m.Scenario, name: str, spec: m.CaSpec) -> list[st
         seen.add(current)
         current = scenario.pki[current].parent if current in scenario.pki else None
     return []
+
+
+# What `expect.reason` can match: verdict reasons, and TLS outcomes for failed handshakes.
+REASONS = frozenset(r.value for r in Reason) | frozenset(o.value for o in TlsOutcome)
 
 
 def _names(names: set[str]) -> str:

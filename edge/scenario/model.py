@@ -18,6 +18,9 @@ from edge.pki.profiles import Profile
 
 
 
+FIRST_PHASE = "start"  # the phase a run begins in, unless a timeline entry at 0s opens another
+
+
 class Offset(dt.timedelta):
     """A signed time relative to the scenario's start ("-30d", "+2h")."""
 

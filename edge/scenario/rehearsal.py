@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -22,17 +23,17 @@ def main(path: Path, *, events=None, summary=None, plot=None, seed=None, quiet=F
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # piped or captured: wide enough for the tables
-    errors = Console(stderr=True)
     try:
         scenario, base = load(path)
     except ScenarioError as err:
-        errors.print(str(err), markup=False, highlight=False)
+        _error(str(err))
         return INVALID
     if plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            errors.print("--plot needs matplotlib: pip install 'edge[plot]'", markup=False)
+            _error("--plot needs matplotlib: pip install matplotlib (or, in edge's source tree, "
+                   "pip install '.[plot]')")
             return INVALID
     show_progress = not quiet and console.is_terminal
     with contextlib.ExitStack() as stack:
@@ -42,7 +43,7 @@ def main(path: Path, *, events=None, summary=None, plot=None, seed=None, quiet=F
         try:
             result = runner.run()
         except ScenarioFailed as err:
-            errors.print(f"{path}: {err}", markup=False)
+            _error(f"{path}: {err}")
             return EXPECTATION_FAILED
     data = summarize(result)
     if not quiet:
@@ -53,7 +54,16 @@ def main(path: Path, *, events=None, summary=None, plot=None, seed=None, quiet=F
         from edge.scenario.plot import draw
 
         draw(result, Path(plot))
-    return OK if all(item["passed"] for item in data["expectations"]) else EXPECTATION_FAILED
+    failed = [item for item in data["expectations"] if not item["passed"]]
+    if failed and quiet:
+        for item in failed:
+            _error(f"{path}: FAIL {item['description']} (actual {item['actual']:g})")
+    return EXPECTATION_FAILED if failed else OK
+
+
+def _error(text: str) -> None:
+    """Errors go to stderr unwrapped: a key path or a value must stay on one line."""
+    print(text, file=sys.stderr)
 
 
 @contextlib.contextmanager

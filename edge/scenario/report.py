@@ -52,21 +52,21 @@ def verdicts(tally: Tally, phase: str) -> list[str]:
             parts.append(f"{_percent(total, requests)} of fleet {fleet}: {why}")
         if not parts and not clear:
             continue
-        verb = "enforcement blocks" if enforced else "enforcing now would block"
         if parts:
+            verb = "enforcement blocks" if enforced else "enforcing now would block"
             text = f"{host}: {verb} " + "; ".join(parts)
             if clear:
                 text += f" (no one in {', '.join(clear)})"
         else:
-            text = f"{host}: {verb} no one ({', '.join(clear)})"
+            text = f"{host}: no request of {', '.join(clear)} is or would be blocked by the rules"
         sentences.append(text + ".")
     return sentences
 
 
 def _rollout_verdicts(tally: Tally, phases: list[str]) -> list[str]:
-    """The rehearsal's answer, from the last phase that did not block yet (the one to read
-    before enforcing), then the final phase's, if that one enforced."""
-    rehearsed = [p for p in phases if tally.sum("requests", phases=[p]) and not
+    """The rehearsal's answer, from the last phase whose rules logged but did not block (the one
+    to read before enforcing), then the final phase's."""
+    rehearsed = [p for p in phases if tally.sum("logged", phases=[p]) and not
                  tally.sum("blocked", phases=[p])]
     shown = [rehearsed[-1]] if rehearsed else []
     if phases[-1] not in shown:

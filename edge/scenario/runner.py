@@ -33,10 +33,10 @@ from edge.node.identity import EdgeIdentity
 from edge.node.node import NodeSettings
 from edge.pki.issuer import Credential
 from edge.scenario import model as m
+from edge.scenario.model import FIRST_PHASE
 from edge.scenario.pki import Ca, build_cas, fleet_credential
 from edge.scenario.tally import Tally
 
-FIRST_PHASE = "start"
 DRAIN_TIMEOUT = 600.0  # simulated seconds; far beyond any node's handshake and idle timeouts
 
 
@@ -193,8 +193,6 @@ class Runner:
     async def _play_timeline(self, deployment: Deployment, cas: dict[str, Ca]) -> None:
         entries = sorted(enumerate(self.scenario.timeline), key=lambda pair: pair[1].at)
         for index, entry in entries:
-            if entry.at >= self.scenario.meta.duration:
-                break
             await trio.sleep_until(entry.at.total_seconds())
             if entry.phase is not None:
                 self._open_phase(entry.phase, entry.at)
