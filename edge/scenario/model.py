@@ -109,6 +109,7 @@ class EdgeSpec:
     nodes: int = attrs.field(default=1, validator=_positive)
     propagation: Propagation = Propagation()
     handshake_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    request_timeout: dt.timedelta = dt.timedelta(seconds=30)  # a node waits this long for a request
     max_chain_depth: int = attrs.field(default=4, validator=_not_negative)
 
 
@@ -260,7 +261,6 @@ class Expectation:
 class RunSettings:
     managed_ca_scope: ManagedCaScope = ManagedCaScope.ACCOUNT
     fail_on_rejected_action: bool = False
-    request_timeout: dt.timedelta = dt.timedelta(seconds=30)
 
 
 @attrs.frozen

@@ -115,6 +115,7 @@ class Runner:
             await self._set_up_tenants(deployment)
             settings = NodeSettings(
                 handshake_timeout=scenario.edge.handshake_timeout.total_seconds(),
+                idle_timeout=scenario.edge.request_timeout.total_seconds(),
                 max_chain_depth=scenario.edge.max_chain_depth,
             )
             for name in scenario.node_names:
