@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from edge.pki import formats, upload
 def main() -> None:
     """Rehearse client-certificate (mTLS) enforcement on a simulated bring-your-own-CA edge.
 
-    Start with `edge run scenarios/byo-ca-rollout.toml`. Coming in later releases: `edge bench`
-    (handshake throughput) and `edge fuzz` (fuzz the validation logic).
+    Start with `edge run scenarios/byo-ca-rollout.toml`; `edge bench` measures handshake
+    throughput against baselines in the same run.
     """
 
 
@@ -71,3 +72,35 @@ def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
 
     sys.exit(rehearsal.main(scenario_file, events=events, summary=summary, plot=plot,
                             seed=seed, quiet=quiet))
+
+
+@main.command("bench")
+@click.option("--seconds", type=float, default=3.0, show_default=True,
+              help="Length of one measurement of one row.")
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Measurements per row; the figure is their median.")
+@click.option("--key", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
+              help="Key type of every certificate.")
+@click.option("--tls", type=click.Choice(["1.2", "1.3"]), default="1.3", show_default=True)
+@click.option("--concurrency", type=int, default=16, show_default=True,
+              help="Concurrent client connections.")
+@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="CPU count",
+              help="Edge worker processes on one port (SO_REUSEPORT) for the last row.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rows and extras as JSON.")
+@click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
+def bench(seconds, rounds, key, tls, concurrency, workers, json_path, quiet) -> None:
+    """Measure full mutual-TLS handshakes per second of the edge and of baselines, side by side.
+
+    Rows: stdlib-membio (raw SSLObject loop, the baseline), edge-inmemory (the simulator's
+    whole path), edge-tcp, asyncio-tcp and openssl-s_server (loopback TCP, clients in another
+    process), edge-tcp-workers-N. Also the raw loop's TLS resumption rate and the cost of 1, 5
+    and 50 CAs on one hostname. Only 127.0.0.1 is used.
+    """
+    from edge.bench.run import main as run_bench
+
+    if seconds <= 0 or rounds < 1 or concurrency < 1 or workers < 1:
+        raise click.BadParameter("--seconds must be above 0; --rounds, --concurrency and "
+                                 "--workers at least 1")
+    sys.exit(run_bench(seconds=seconds, rounds=rounds, key=key, tls=tls, json_path=json_path,
+                       concurrency=concurrency, workers=workers, quiet=quiet))

@@ -1,0 +1,104 @@
+"""The rows measured inside the bench's own process: the raw stdlib loop and the simulator.
+
+`stdlib-membio` is the baseline every other row is a ratio of: a client and a server
+`SSLObject` over MemoryBIOs, one loop, full mutual TLS with the client certificate verified.
+`edge-inmemory` is the simulator's whole path: a client connects over the in-memory network, an
+edge node does the handshake (verify callback, simulated time, SNI context switch), the verdict,
+one HTTP request through its rules, and both events reach the collector.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import time
+
+import trio
+
+from edge.bench.material import HOST, ZONE, Material
+from edge.clients import visit
+from edge.control import commands as c
+from edge.control.records import Action, Rule
+from edge.deployment import Deployment
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, session=None):
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    server_side = server.wrap_bio(s_in, s_out, server_side=True)
+    client_side = client.wrap_bio(c_in, c_out, server_hostname=HOST, session=session)
+    pending = [client_side, server_side]
+    while pending:
+        for end in list(pending):
+            try:
+                end.do_handshake()
+                pending.remove(end)
+            except ssl.SSLWantReadError:
+                pass
+        c_in.write(s_out.read())
+        s_in.write(c_out.read())
+    # TLS 1.3 delivers the session ticket after the handshake: let the client read it
+    try:
+        client_side.read(1)
+    except ssl.SSLError:
+        pass
+    return client_side
+
+
+def membio_rate(server: ssl.SSLContext, client: ssl.SSLContext, seconds: float,
+                *, resume: bool = False) -> float:
+    """Handshakes per second of the raw loop; with `resume`, each reuses the first's session."""
+    session = _handshake(server, client).session if resume else None
+    done, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        end = _handshake(server, client, session)
+        if resume and not end.session_reused:
+            raise RuntimeError("the session was not resumed: resumption cannot be measured")
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
+def trusting(material: Material, extra_cas: list[str]) -> ssl.SSLContext:
+    """The baseline server context, trusting the tenant CA and `extra_cas` (PEM) besides."""
+    context = material.server_context()
+    for pem in extra_cas:
+        context.load_verify_locations(cadata=pem)
+    return context
+
+
+async def _edge_round(material: Material, seconds: float, concurrency: int) -> float:
+    identity = material.identity()
+    client = material.client_context()
+    async with trio.open_nursery() as nursery:
+        deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
+        await deployment.start_in(nursery)
+        plane = deployment.plane
+        account = await plane.submit(c.CreateAccount("bench"))
+        zone = await plane.submit(c.CreateZone(account.id, ZONE))
+        ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
+        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
+        rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
+        await plane.submit(c.PutCustomRules(zone.id, [rule]))
+        await deployment.add_node("n1")
+        await deployment.settle()
+        done, deadline = 0, trio.current_time() + seconds
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal done
+            while trio.current_time() < deadline:
+                result = await visit(lambda: deployment.network.connect("n1"), client, sni=HOST)
+                if result.statuses != (200,):
+                    raise RuntimeError(f"edge-inmemory: unexpected answer {result}")
+                done += 1
+
+        async with trio.open_nursery() as workers:
+            for _ in range(concurrency):
+                workers.start_soon(worker)
+        elapsed = time.perf_counter() - started
+        nursery.cancel_scope.cancel()
+    return done / elapsed
+
+
+def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16) -> float:
+    return trio.run(_edge_round, material, seconds, concurrency)

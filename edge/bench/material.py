@@ -1,0 +1,114 @@
+"""The certificates every row of a bench uses, written once to a folder other processes read.
+
+One edge server certificate (from the edge's server CA), one tenant CA and one client
+certificate from it, of the chosen key type: so the rows differ only in the code that does the
+handshake, never in the cryptography.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import attrs
+import trustme
+from cryptography.hazmat.primitives import serialization
+
+from edge.node.identity import EdgeIdentity
+from edge.pki.issuer import Authority
+
+HOST = "api.example.com"
+ZONE = "example.com"
+
+
+@attrs.frozen
+class Material:
+    folder: Path
+    key_type: str
+    tls: str  # "1.2" or "1.3"
+
+    @property
+    def server_ca(self) -> Path:
+        return self.folder / "server-ca.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.folder / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.folder / "server.key"
+
+    @property
+    def tenant_ca(self) -> Path:
+        return self.folder / "tenant-ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.folder / "client.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.folder / "client.key"
+
+    def tls_version(self) -> ssl.TLSVersion:
+        return ssl.TLSVersion.TLSv1_3 if self.tls == "1.3" else ssl.TLSVersion.TLSv1_2
+
+    def server_context(self, *, tickets: int = 0) -> ssl.SSLContext:
+        """A plain stdlib server context: the certificate, the tenant CA, client auth required."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        context.load_verify_locations(self.tenant_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.num_tickets = tickets
+        context.maximum_version = context.minimum_version = self.tls_version()
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(self.server_ca)
+        context.load_cert_chain(self.client_cert, self.client_key)
+        context.maximum_version = context.minimum_version = self.tls_version()
+        return context
+
+    def configure_server_cert(self, context: ssl.SSLContext) -> None:
+        context.load_cert_chain(self.server_cert, self.server_key)
+
+    def identity(self) -> EdgeIdentity:
+        """An edge identity that presents the bench's server certificate whatever the zones."""
+        return _FixedIdentity(self.configure_server_cert)
+
+
+class _FixedIdentity(EdgeIdentity):
+    def __init__(self, configure) -> None:
+        super().__init__(trustme.CA())
+        self._configure = configure
+
+    def configurer(self, names):
+        return self._configure
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def make(folder: Path, *, key_type: str = "ec", tls: str = "1.3") -> Material:
+    """Generate and write the bench's certificates into `folder`."""
+    now = dt.datetime.now(dt.timezone.utc)
+    window = dict(not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=30))
+    server_ca = Authority.root({"CN": "edge bench server CA"}, key_type=key_type, **window)
+    tenant = Authority.root({"CN": "edge bench tenant CA"}, key_type=key_type, **window)
+    server = server_ca.issue(HOST, sans=[HOST, ZONE, "*." + ZONE], eku=["serverAuth"],
+                             key_type=key_type, **window)
+    client = tenant.issue("bench client", key_type=key_type, **window)
+    material = Material(folder, key_type, tls)
+    material.server_ca.write_text(server_ca.certificate_pem)
+    material.server_cert.write_bytes(server.cert_chain_pem())
+    material.server_key.write_bytes(_pem_key(server.key))
+    material.tenant_ca.write_text(tenant.certificate_pem)
+    material.client_cert.write_bytes(client.cert_chain_pem())
+    material.client_key.write_bytes(_pem_key(client.key))
+    return material

@@ -1,0 +1,178 @@
+"""`edge bench`: every row measured in turn, `rounds` times, with the same certificates.
+
+Each row's figure is the median of its rounds; rows are ratios of `stdlib-membio` (and the TCP
+rows of `asyncio-tcp` and `openssl-s_server` too), measured in the same invocation, so a noisy,
+shared machine moves numerator and denominator alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import ssl
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+from rich.console import Console
+from rich.table import Table
+
+from edge.bench import inprocess, tcp
+from edge.bench.material import Material, make
+from edge.pki.issuer import Authority
+
+BASELINE = "stdlib-membio"
+
+
+@attrs.define
+class Row:
+    name: str
+    runs: list[float] = attrs.field(factory=list)
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.runs) if self.runs else 0.0
+
+
+def _rows(material: Material, seconds: float, concurrency: int, workers: int) -> dict:
+    """Row name -> a function measuring one round, in the order they run."""
+    server, client = material.server_context(), material.client_context()
+    rows: dict[str, Callable[[], float]] = {
+        BASELINE: lambda: inprocess.membio_rate(server, client, seconds),
+        "edge-inmemory": lambda: inprocess.edge_inmemory_rate(material, seconds, concurrency),
+        "edge-tcp": lambda: tcp.measure(
+            tcp.python_servers(tcp.edge_server_process, material), material, seconds, concurrency
+        ),
+        "asyncio-tcp": lambda: tcp.measure(
+            tcp.python_servers(tcp.asyncio_server_process, material), material, seconds,
+            concurrency,
+        ),
+    }
+    openssl_start = tcp.openssl_server(material)
+    if openssl_start is not None:
+        rows["openssl-s_server"] = lambda: tcp.measure(openssl_start, material, seconds, concurrency)
+    rows[f"edge-tcp-workers-{workers}"] = lambda: tcp.measure(
+        tcp.python_servers(tcp.edge_server_process, material, workers), material, seconds,
+        concurrency,
+    )
+    return rows
+
+
+def _extras(material: Material, seconds: float, rounds: int) -> dict[str, float]:
+    """The raw loop's cost of resumption and of many CAs on one hostname (medians)."""
+    client = material.client_context()
+    with_tickets = material.server_context(tickets=2)
+    others = [Authority.root({"CN": f"bench extra CA {i}"}).certificate_pem for i in range(49)]
+    measures = {
+        "full-with-tickets": lambda: inprocess.membio_rate(with_tickets, client, seconds),
+        "resumed": lambda: inprocess.membio_rate(with_tickets, client, seconds, resume=True),
+    }
+    for count in (1, 5, 50):
+        context = inprocess.trusting(material, others[: count - 1])
+        measures[f"cas-{count}"] = (
+            lambda context=context: inprocess.membio_rate(context, client, seconds)
+        )
+    runs: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            runs[name].append(measure())
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def measure_all(material: Material, *, seconds: float, rounds: int, concurrency: int,
+                workers: int, progress: Callable[[str], None] = lambda _: None) -> dict:
+    measures = _rows(material, seconds, concurrency, workers)
+    rows = {name: Row(name) for name in measures}
+    for round_ in range(rounds):
+        for name, measure in measures.items():
+            progress(f"round {round_ + 1}/{rounds}: {name}")
+            rows[name].runs.append(measure())
+    progress("resumption and CA count (raw loop)")
+    extras = _extras(material, seconds, rounds)
+    return _report(material, rows, extras, seconds=seconds, rounds=rounds,
+                   concurrency=concurrency, workers=workers)
+
+
+def _ratio(rate: float, base: Row | None) -> float | None:
+    return round(rate / base.rate, 3) if base is not None and base.rate else None
+
+
+def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings) -> dict:
+    base, asyncio_row = rows[BASELINE], rows.get("asyncio-tcp")
+    openssl_row = rows.get("openssl-s_server")
+    out = []
+    for row in rows.values():
+        entry = {
+            "name": row.name,
+            "handshakes_per_s": round(row.rate, 1),
+            "runs": [round(r, 1) for r in row.runs],
+            "ratio_to_stdlib_membio": _ratio(row.rate, base),
+        }
+        if row.name not in (BASELINE, "edge-inmemory"):  # the loopback TCP rows
+            entry["ratio_to_asyncio_tcp"] = _ratio(row.rate, asyncio_row)
+            entry["ratio_to_openssl_s_server"] = _ratio(row.rate, openssl_row)
+        out.append(entry)
+    workers_row = rows[f"edge-tcp-workers-{settings['workers']}"]
+    return {
+        "rows": out,
+        "workers_scaling": _ratio(workers_row.rate, rows["edge-tcp"]),
+        "resumption": {
+            "full_handshakes_per_s": round(extras["full-with-tickets"], 1),
+            "resumed_per_s": round(extras["resumed"], 1),
+            "ratio": round(extras["resumed"] / extras["full-with-tickets"], 3),
+            "edge": "off: the edge issues no tickets and keeps no session cache, so every "
+                    "connection is verified under its own snapshot",
+        },
+        "ca_count": {f"{n}": round(extras[f"cas-{n}"], 1) for n in (1, 5, 50)},
+        "settings": {**settings, "key": material.key_type, "tls": material.tls},
+        "machine": {
+            "python": platform.python_version(),
+            "openssl": ssl.OPENSSL_VERSION,
+            "cpus": os.cpu_count(),
+        },
+    }
+
+
+def render(report: dict, console: Console) -> None:
+    table = Table(title="Full mutual-TLS handshakes per second (median of rounds)")
+    for column in ("row", "handshakes/s", "x stdlib-membio", "x asyncio-tcp", "x openssl"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for row in report["rows"]:
+        table.add_row(row["name"], f"{row['handshakes_per_s']:.0f}",
+                      fmt(row["ratio_to_stdlib_membio"]), fmt(row.get("ratio_to_asyncio_tcp")),
+                      fmt(row.get("ratio_to_openssl_s_server")))
+    console.print(table)
+    resumption = report["resumption"]
+    console.print(
+        f"TLS resumption (raw loop): {resumption['resumed_per_s']:.0f}/s resumed vs "
+        f"{resumption['full_handshakes_per_s']:.0f}/s full with tickets "
+        f"(x{resumption['ratio']:.2f}); edge: {resumption['edge']}"
+    )
+    cas = report["ca_count"]
+    console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
+        f"{n}: {rate:.0f}/s" for n, rate in cas.items()))
+    console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
+                  f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+
+
+def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
+         concurrency: int, workers: int, quiet: bool = False) -> int:
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
+        material = make(Path(folder), key_type=key, tls=tls)
+        progress = (lambda _: None) if quiet else (lambda text: console.print(f"[dim]{text}[/dim]"))
+        report = measure_all(material, seconds=seconds, rounds=rounds,
+                             concurrency=concurrency, workers=workers, progress=progress)
+    if not quiet:
+        render(report, console)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0

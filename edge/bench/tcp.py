@@ -1,0 +1,207 @@
+"""The loopback TCP rows: a server in its own process(es), clients in another.
+
+Every server answers the same handshake (mutual TLS, client certificate verified) and one
+`GET /` with 200; the same asyncio load generator drives each, so the rows compare servers.
+Nothing here leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import multiprocessing
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from edge.bench.material import HOST, ZONE, Material
+from edge.control import commands as c
+from edge.control.records import Action, Rule
+from edge.deployment import Deployment
+from edge.net import TcpListener
+
+LOOPBACK = "127.0.0.1"
+REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+_spawn = multiprocessing.get_context("spawn")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def _reuse_port_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((LOOPBACK, port))
+    sock.listen(1024)
+    return sock
+
+
+# --- servers (each runs in a process of its own) ---------------------------------------------
+
+
+async def _edge_server(material: Material, port: int, ready) -> None:
+    identity = material.identity()
+    async with trio.open_nursery() as nursery:
+        deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
+        await deployment.start_in(nursery)
+        plane = deployment.plane
+        account = await plane.submit(c.CreateAccount("bench"))
+        zone = await plane.submit(c.CreateZone(account.id, ZONE))
+        ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
+        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
+        rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
+        await plane.submit(c.PutCustomRules(zone.id, [rule]))
+        node = await deployment.add_node("tcp")
+        await deployment.settle()
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(_reuse_port_socket(port)))
+        await nursery.start(node.serve, TcpListener(listener))
+        ready.set()
+
+
+def edge_server_process(material: Material, port: int, ready) -> None:
+    trio.run(_edge_server, material, port, ready)
+
+
+async def _asyncio_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
+        await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _asyncio_server(material: Material, port: int, ready) -> None:
+    server = await asyncio.start_server(
+        _asyncio_handle, sock=_reuse_port_socket(port), ssl=material.server_context()
+    )
+    ready.set()
+    async with server:
+        await server.serve_forever()
+
+
+def asyncio_server_process(material: Material, port: int, ready) -> None:
+    asyncio.run(_asyncio_server(material, port, ready))
+
+
+# --- the load generator (a process of its own) -------------------------------------------------
+
+
+async def _client(context: ssl.SSLContext, port: int, deadline: float, counts: list[int]) -> None:
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(
+                LOOPBACK, port, ssl=context, server_hostname=HOST
+            )
+            writer.write(REQUEST)
+            answer = await reader.read(4096)
+            writer.close()
+            counts[0 if answer.startswith(b"HTTP/1.") and b" 200 " in answer[:16] else 1] += 1
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            counts[1] += 1
+
+
+async def _load(material: Material, port: int, seconds: float, concurrency: int) -> tuple:
+    context = material.client_context()
+    counts = [0, 0]
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(*(_client(context, port, deadline, counts) for _ in range(concurrency)))
+    return counts[0], counts[1], time.monotonic() - started
+
+
+def load_process(material: Material, port: int, seconds: float, concurrency: int, out) -> None:
+    out.put(asyncio.run(_load(material, port, seconds, concurrency)))
+
+
+# --- one measurement ---------------------------------------------------------------------------
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"no server answered on {LOOPBACK}:{port} within {timeout:.0f} s")
+
+
+def measure(start_server: Callable[[int], Callable[[], None]], material: Material,
+            seconds: float, concurrency: int) -> float:
+    """Handshakes (with one 200 answer each) per second, the server started by `start_server`."""
+    port = free_port()
+    stop = start_server(port)
+    try:
+        _wait_for_port(port)
+        out = _spawn.Queue()
+        loader = _spawn.Process(target=load_process, args=(material, port, seconds, concurrency, out))
+        loader.start()
+        ok, failed, elapsed = out.get(timeout=seconds + 120)
+        loader.join()
+    finally:
+        stop()
+    if ok == 0:
+        raise RuntimeError(f"no handshake succeeded ({failed} failed)")
+    return ok / elapsed
+
+
+def python_servers(target, material: Material, workers: int = 1):
+    """A starter for `measure`: `workers` processes running `target` on one port."""
+
+    def start(port: int) -> Callable[[], None]:
+        processes = []
+        for _ in range(workers):
+            ready = _spawn.Event()
+            process = _spawn.Process(target=target, args=(material, port, ready), daemon=True)
+            process.start()
+            if not ready.wait(60):
+                raise RuntimeError("a bench server did not start within 60 s")
+            processes.append(process)
+
+        def stop() -> None:
+            for process in processes:
+                process.terminate()
+                process.join(10)
+
+        return stop
+
+    return start
+
+
+def openssl_server(material: Material):
+    """A starter for the C anchor: openssl s_server requiring a client certificate."""
+    binary = shutil.which("openssl")
+    if binary is None:
+        return None
+
+    def start(port: int) -> Callable[[], None]:
+        version = "-tls1_3" if material.tls == "1.3" else "-tls1_2"
+        command = [
+            binary, "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(material.server_cert),
+            "-key", str(material.server_key), "-CAfile", str(material.tenant_ca), "-Verify", "2",
+            "-www", "-quiet", "-num_tickets", "0", version,
+        ]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+
+        def stop() -> None:
+            process.terminate()
+            process.wait(10)
+
+        return stop
+
+    return start

@@ -1,0 +1,36 @@
+"""`edge bench` runs end to end and writes well-formed JSON. No timing is asserted here:
+throughput is measured by the bench itself, as ratios within one run."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from edge.cli import main
+
+
+def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, [
+        "bench", "--seconds", "0.5", "--rounds", "1", "--workers", "2", "--concurrency", "4",
+        "--json", str(out), "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    names = [row["name"] for row in report["rows"]]
+    assert names[:4] == ["stdlib-membio", "edge-inmemory", "edge-tcp", "asyncio-tcp"]
+    assert names[-1] == "edge-tcp-workers-2"
+    for row in report["rows"]:
+        assert row["handshakes_per_s"] > 0 and len(row["runs"]) == 1
+        assert row["ratio_to_stdlib_membio"] > 0
+    baseline = report["rows"][0]
+    assert baseline["ratio_to_stdlib_membio"] == 1.0
+    assert set(report["ca_count"]) == {"1", "5", "50"}
+    assert report["resumption"]["resumed_per_s"] > 0
+    assert report["settings"]["key"] == "ec" and report["settings"]["tls"] == "1.3"
+
+
+def test_edge_bench_refuses_nonsense_options():
+    result = CliRunner().invoke(main, ["bench", "--seconds", "0"])
+    assert result.exit_code == 2 and "--seconds" in result.output
