@@ -12,13 +12,81 @@ import math
 
 import attrs
 import trio
-import trio.testing
 
 
 @attrs.frozen
 class Accepted:
     stream: trio.abc.Stream
     conn_id: str
+
+
+class _Direction:
+    """Bytes in flight one way, with the one task that may be waiting for them."""
+
+    __slots__ = ("buffer", "eof", "waiter")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.waiter: trio.Event | None = None
+
+    def wake(self) -> None:
+        if self.waiter is not None:
+            self.waiter.set()
+            self.waiter = None
+
+
+class PipeStream(trio.abc.Stream):
+    """One end of an in-memory connection: what one end sends, the other receives.
+
+    Leaner than trio.testing's memory streams (no pump tasks, no conflict detectors, one
+    checkpoint per call), since a simulation makes thousands of connections; same contract:
+    `receive_some` returns b"" once the peer closed and the buffer is drained, `send_all` to a
+    closed peer raises BrokenResourceError.
+    """
+
+    def __init__(self, inbound: _Direction, outbound: _Direction) -> None:
+        self._in, self._out = inbound, outbound
+        self._closed = False
+
+    async def send_all(self, data) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this end is closed")
+        await trio.lowlevel.checkpoint()
+        if self._out.eof:
+            raise trio.BrokenResourceError("the peer closed the connection")
+        self._out.buffer += data
+        self._out.wake()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("this end is closed")
+        while not self._in.buffer and not self._in.eof:
+            self._in.waiter = event = trio.Event()
+            await event.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        size = len(self._in.buffer) if max_bytes is None else max_bytes
+        data = bytes(self._in.buffer[:size])
+        del self._in.buffer[:size]
+        return data
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._out.eof = True  # the peer reads what is left, then b""
+            self._in.eof = True
+            self._out.wake()
+            self._in.wake()
+        await trio.lowlevel.checkpoint()
+
+
+def pipe() -> tuple[PipeStream, PipeStream]:
+    """Two connected ends."""
+    one_way, other_way = _Direction(), _Direction()
+    return PipeStream(one_way, other_way), PipeStream(other_way, one_way)
 
 
 class ConnectionRefused(OSError):
@@ -68,7 +136,7 @@ class MemoryNetwork:
         listener = self._listeners.get(address)
         if listener is None:
             raise ConnectionRefused(f"nothing listens at {address!r}")
-        client_end, server_end = trio.testing.memory_stream_pair()
+        client_end, server_end = pipe()
         conn_id = f"{address}#{next(self._ids)}"
         listener._offer(Accepted(server_end, conn_id))
         return Accepted(client_end, conn_id)

@@ -340,7 +340,7 @@ def test_missing_required_keys(text, expected):
         (HEAD + "[edge]\nmax_chain_depth = -1\n",
          "edge.max_chain_depth: expected a number of 0 or more, got -1"),
         (HEAD + FLEET + 'cert = { source = "managed", zone = "acme.test", validity_days = 0 }\n',
-         "fleets[0].cert.validity_days: expected a number above 0, got 0"),
+         "fleets[0].cert.validity_days: expected 1 to 36500 days, got 0"),
         (HEAD + ROOT_CA + FLEET + 'cert = { profile = "too_deep", issuer = "root", depth = 0 }\n',
          "fleets[0].cert.depth: expected a number above 0, got 0"),
         (HEAD + FLEET + 'cert = { profile = "valid" }\n',
@@ -689,3 +689,65 @@ def test_a_rule_expression_is_checked_when_the_file_loads():
     )
     [line] = problems(text)
     assert line.startswith("timeline[0].rules[0].expression: column 5: expected a known field")
+
+
+# --- checks documented in docs/scenarios.md ----------------------------------------------------
+
+EXPECT = '[[expect]]\nmetric = "requests"\nop = ">"\nvalue = 0\n'
+
+
+@pytest.mark.parametrize("at", ['"1h"', '"2h"', "3600"])
+def test_timeline_entry_at_or_after_the_end_is_refused(at):
+    text = HEAD + f'[[timeline]]\nat = {at}\naction = "phase"\nphase = "late"\n'
+    [line] = problems(text)
+    assert line.startswith("timeline[0].at: ") and line.endswith(
+        "is not before the end of the run (meta.duration 1h)"
+    )
+
+
+def test_expect_may_name_the_first_phase():
+    for key in ("phase", "before", "after"):
+        parse(HEAD + EXPECT + f'{key} = "start"\n')
+
+
+@pytest.mark.parametrize("reason", ["EXPIRED", "POLICY_MISSING", "SNI_HOST_MISMATCH",
+                                    "handshake_failed", "timeout"])
+def test_expect_reason_may_be_a_verdict_reason_or_a_tls_outcome(reason):
+    parse(HEAD + EXPECT + f'reason = "{reason}"\n')
+
+
+def test_expect_reason_must_be_known():
+    [line] = problems(HEAD + EXPECT + 'reason = "EXPIRD"\n')
+    assert line.startswith("expect[0].reason: expected one of ") and line.endswith(", got 'EXPIRD'")
+
+
+def test_expect_hostname_is_a_host_some_fleet_sends():
+    fleets = FLEET + '[[fleets]]\nname = "fronting"\nhostname = "api.acme.test"\n' \
+        'host = "www.other.test"\n'
+    parse(HEAD + fleets + EXPECT + 'hostname = "api.acme.test"\n')
+    parse(HEAD + fleets + EXPECT + 'hostname = "www.other.test"\n')
+    assert problems(HEAD + fleets + EXPECT + 'hostname = "api.acme.tset"\n') == [
+        "expect[0].hostname: no fleet sends requests to 'api.acme.tset' "
+        "(they go to api.acme.test, www.other.test)"
+    ]
+
+
+def test_send_chain_is_a_boolean():
+    cert = 'cert = { issuer = "root", send_chain = %s }\n'
+    assert parse(HEAD + ROOT_CA + FLEET + cert % "false").fleets[0].cert.send_chain is False
+    assert problems(HEAD + ROOT_CA + FLEET + cert % '"no"') == [
+        "fleets[0].cert.send_chain: expected true or false, got 'no'"
+    ]
+
+
+def test_a_zone_listed_by_two_tenants_is_refused():
+    text = HEAD + '[[tenants]]\nname = "other"\nzones = ["acme.test"]\n'
+    assert "tenants: zone 'acme.test' is listed more than once (a zone has one owner)" in problems(text)
+
+
+def test_start_cannot_be_named_when_a_phase_opens_at_0s():
+    text = HEAD + (
+        '[[timeline]]\nat = "0s"\nphase = "setup"\naction = "phase"\n'
+        '[[expect]]\nmetric = "blocked"\nop = "=="\nvalue = 0\nbefore = "start"\n'
+    )
+    assert problems(text) == ["expect[0].before: no timeline entry opens phase 'start'"]

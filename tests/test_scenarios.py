@@ -97,3 +97,48 @@ def test_an_invalid_file_exits_2_naming_file_and_key(tmp_path):
 def test_a_missing_file_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["run", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2 and "cannot read the file" in result.output
+
+
+REFUSED = """
+[meta]
+name = "refused"
+start = 2026-01-01T00:00:00Z
+duration = "10m"
+[pki.root]
+subject = { CN = "Root" }
+[[tenants]]
+name = "t"
+zones = ["t.example"]
+[[timeline]]
+at = "0s"
+action = "upload_ca"
+tenant = "t"
+ca = "root"
+[[timeline]]
+at = "1m"
+action = "associate"
+zone = "t.example"
+hostnames = ["api.t.example"]
+ca = "root"
+[[timeline]]
+at = "2m"
+action = "delete_ca"
+tenant = "t"
+ca = "root"
+"""
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_refused_action_is_reported_or_fails_the_run(tmp_path, fail):
+    path = tmp_path / "refused.toml"
+    settings = "[settings]\nfail_on_rejected_action = true\n" if fail else ""
+    path.write_text(REFUSED + settings)
+    result = CliRunner().invoke(main, ["run", str(path), "--summary", str(tmp_path / "s.json")])
+    assert "Traceback" not in result.output
+    if fail:
+        assert result.exit_code == 1
+        assert "timeline[2] (delete_ca) was refused: 1471" in result.output
+    else:
+        assert result.exit_code == 0
+        (refused,) = json.loads((tmp_path / "s.json").read_text())["rejected_actions"]
+        assert refused["code"] == 1471 and refused["action"] == "delete_ca"

@@ -236,12 +236,17 @@ def _references(scenario: m.Scenario) -> list[str]:
     zones = {zone for t in scenario.tenants for zone in t.zones}
     fleets = {f.name for f in scenario.fleets}
     nodes = set(scenario.node_names)
-    phases = {e.phase for e in scenario.timeline if e.phase} | {FIRST_PHASE}
+    phases = {e.phase for e in scenario.timeline if e.phase}
+    if not any(e.phase and e.at.total_seconds() == 0 for e in scenario.timeline):
+        phases.add(FIRST_PHASE)  # unless a phase opened at 0s replaces it
     hosts = {(f.host or f.hostname).lower() for f in scenario.fleets}
     for name, spec in scenario.pki.items():
         problems.extend(_parent_problems(scenario, name, spec))
     if len(tenants) != len(scenario.tenants):
         problems.append("tenants: names must be unique")
+    all_zones = [zone for t in scenario.tenants for zone in t.zones]
+    for zone in sorted({z for z in all_zones if all_zones.count(z) > 1}):
+        problems.append(f"tenants: zone {zone!r} is listed more than once (a zone has one owner)")
     if len(fleets) != len(scenario.fleets):
         problems.append("fleets: names must be unique")
     for i, fleet in enumerate(scenario.fleets):

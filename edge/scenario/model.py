@@ -13,6 +13,7 @@ import enum
 import attrs
 
 from edge.control.records import Action, ManagedCaScope, Plan
+from edge.control.store import MAX_VALIDITY_DAYS
 from edge.pki.issuer import KEY_TYPES
 from edge.pki.profiles import Profile
 
@@ -39,6 +40,11 @@ def _not_negative(instance, attribute, value) -> None:
 def _non_empty(instance, attribute, value) -> None:
     if not value:
         raise ValueError(f"{attribute.name}: expected at least one entry")
+
+
+def _validity_days(instance, attribute, value) -> None:
+    if not 1 <= value <= MAX_VALIDITY_DAYS:
+        raise ValueError(f"{attribute.name}: expected 1 to {MAX_VALIDITY_DAYS} days, got {value!r}")
 
 
 def _key_type(instance, attribute, value) -> None:
@@ -124,7 +130,7 @@ class CertSpec:
     issuer: str | None = None  # a CA of the pki section (profile certificates)
     source: CertSource = CertSource.PROFILE
     zone: str | None = None  # managed certificates: the zone they are issued in
-    validity_days: int = attrs.field(default=365, validator=_positive)
+    validity_days: int = attrs.field(default=365, validator=_validity_days)
     key: str = attrs.field(default="ec", validator=_key_type)
     valid_from: Offset | None = None  # relative to meta.start; overrides the profile's
     valid_until: Offset | None = None

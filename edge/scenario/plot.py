@@ -1,6 +1,7 @@
 """`edge run --plot`: requests per decision over simulated time, timeline actions marked.
 
-matplotlib is an optional extra (`pip install 'edge[plot]'`); nothing else imports this module.
+matplotlib is an optional extra (`pip install '.[plot]'` in edge's source tree, or
+`pip install matplotlib`); nothing else imports this module.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from edge.scenario.runner import RunResult  # noqa: E402
 
 COLOURS = {"allow": "tab:green", "log": "tab:orange", "block": "tab:red", "skip": "tab:blue",
-           "bad_request": "tab:gray"}
+           "bad_request": "tab:gray", "misdirected": "tab:purple", "unavailable": "tab:brown"}
 
 
 def draw(result: RunResult, path: Path) -> None:

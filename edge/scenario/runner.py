@@ -40,6 +40,13 @@ from edge.scenario.tally import Tally
 DRAIN_TIMEOUT = 600.0  # simulated seconds; far beyond any node's handshake and idle timeouts
 
 
+def _first(group: BaseExceptionGroup) -> BaseException:
+    leaf = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
 class ScenarioFailed(Exception):
     """The run stopped early: a refused action with `fail_on_rejected_action`."""
 
@@ -94,7 +101,13 @@ class Runner:
 
     def run(self) -> RunResult:
         started = time.perf_counter()
-        trio.run(self._main, clock=trio.testing.MockClock(autojump_threshold=0))
+        try:
+            trio.run(self._main, clock=trio.testing.MockClock(autojump_threshold=0))
+        except BaseExceptionGroup as group:  # the timeline task stopped the run on purpose
+            stopped = group.subgroup(ScenarioFailed)
+            if stopped is None:
+                raise
+            raise _first(stopped) from None
         return RunResult(
             self.scenario, self.seed, self.tally, self.phases, self.rejected,
             self.client_outcomes, time.perf_counter() - started,
@@ -107,7 +120,7 @@ class Runner:
         deployment = Deployment(
             start=scenario.meta.start,
             settings=Settings(managed_ca_scope=scenario.settings.managed_ca_scope, seed=self.seed),
-            identity=EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z))),
+            identity=EdgeIdentity(names=self._certificate_names(zones)),
             collector=self.tally,
         )
         async with trio.open_nursery() as root:
@@ -133,6 +146,12 @@ class Runner:
                     activity.start_soon(self._report_progress)
             await self._drain()
             root.cancel_scope.cancel()
+
+    def _certificate_names(self, zones: list[str]) -> tuple[str, ...]:
+        """The edge certificate covers every zone, its wildcard, and each fleet's hostname (a
+        name two labels below a zone is outside the wildcard)."""
+        hostnames = {f.hostname.lower() for f in self.scenario.fleets}
+        return tuple(sorted({*zones, *("*." + z for z in zones), *hostnames}))
 
     async def _drain(self) -> None:
         """Wait until every connection a client made is in the tally (its node has sent the
