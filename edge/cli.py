@@ -104,3 +104,22 @@ def bench(seconds, rounds, key, tls, concurrency, workers, json_path, quiet) -> 
                                  "--workers at least 1")
     sys.exit(run_bench(seconds=seconds, rounds=rounds, key=key, tls=tls, json_path=json_path,
                        concurrency=concurrency, workers=workers, quiet=quiet))
+
+
+@main.command("conformance")
+@click.argument("limbo_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--profile", type=click.Choice(["edge", "strict"]), default="edge",
+              show_default=True,
+              help="edge: exactly the edge's OpenSSL settings; strict: also pyca/cryptography's "
+                   "client verifier and extra RFC 5280 checks.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write limbo-style results: {\"results\": [{id, actual_result, context}]}.")
+def conformance(limbo_file: Path, profile: str, json_path: Path | None) -> None:
+    """Run the x509-limbo test cases in LIMBO_FILE through the edge's verification.
+
+    Prints pass / fail / skipped per namespace and every false accept (a chain the suite says
+    must fail that the profile accepted); pathological cases run under a time limit (HANG).
+    """
+    from edge.conformance import main as run_conformance
+
+    sys.exit(run_conformance(limbo_file, profile=profile, json_path=json_path, console=None))
