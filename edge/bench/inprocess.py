@@ -9,17 +9,13 @@ one HTTP request through its rules, and both events reach the collector.
 
 from __future__ import annotations
 
-import datetime as dt
 import ssl
 import time
 
 import trio
 
-from edge.bench.material import HOST, ZONE, Material
+from edge.bench.material import HOST, Material, edge_deployment
 from edge.clients import visit
-from edge.control import commands as c
-from edge.control.records import Action, Rule
-from edge.deployment import Deployment
 
 
 def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, session=None):
@@ -67,20 +63,9 @@ def trusting(material: Material, extra_cas: list[str]) -> ssl.SSLContext:
 
 
 async def _edge_round(material: Material, seconds: float, concurrency: int) -> float:
-    identity = material.identity()
     client = material.client_context()
     async with trio.open_nursery() as nursery:
-        deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
-        await deployment.start_in(nursery)
-        plane = deployment.plane
-        account = await plane.submit(c.CreateAccount("bench"))
-        zone = await plane.submit(c.CreateZone(account.id, ZONE))
-        ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
-        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
-        rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
-        await plane.submit(c.PutCustomRules(zone.id, [rule]))
-        await deployment.add_node("n1")
-        await deployment.settle()
+        deployment = await edge_deployment(material, nursery, "n1")
         done, deadline = 0, trio.current_time() + seconds
         started = time.perf_counter()
 

@@ -15,6 +15,9 @@ import attrs
 import trustme
 from cryptography.hazmat.primitives import serialization
 
+from edge.control import commands as c
+from edge.control.records import Action, Rule
+from edge.deployment import Deployment
 from edge.node.identity import EdgeIdentity
 from edge.pki.issuer import Authority
 
@@ -78,6 +81,23 @@ class Material:
     def identity(self) -> EdgeIdentity:
         """An edge identity that presents the bench's server certificate whatever the zones."""
         return _FixedIdentity(self.configure_server_cert)
+
+
+async def edge_deployment(material: Material, nursery, node: str, listener=None) -> Deployment:
+    """A running deployment whose node `node` enforces the bench's tenant CA on HOST (a block
+    rule for unverified requests, so every row's request goes through the rules)."""
+    deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=material.identity())
+    await deployment.start_in(nursery)
+    plane = deployment.plane
+    account = await plane.submit(c.CreateAccount("bench"))
+    zone = await plane.submit(c.CreateZone(account.id, ZONE))
+    ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
+    await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
+    rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
+    await plane.submit(c.PutCustomRules(zone.id, [rule]))
+    await deployment.add_node(node)
+    await deployment.settle()
+    return deployment
 
 
 class _FixedIdentity(EdgeIdentity):

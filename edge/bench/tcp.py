@@ -8,7 +8,6 @@ Nothing here leaves 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import multiprocessing
 import shutil
 import socket
@@ -20,10 +19,7 @@ from pathlib import Path
 
 import trio
 
-from edge.bench.material import HOST, ZONE, Material
-from edge.control import commands as c
-from edge.control.records import Action, Rule
-from edge.deployment import Deployment
+from edge.bench.material import HOST, Material, edge_deployment
 from edge.net import TcpListener
 
 LOOPBACK = "127.0.0.1"
@@ -50,21 +46,10 @@ def _reuse_port_socket(port: int) -> socket.socket:
 
 
 async def _edge_server(material: Material, port: int, ready) -> None:
-    identity = material.identity()
     async with trio.open_nursery() as nursery:
-        deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
-        await deployment.start_in(nursery)
-        plane = deployment.plane
-        account = await plane.submit(c.CreateAccount("bench"))
-        zone = await plane.submit(c.CreateZone(account.id, ZONE))
-        ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
-        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
-        rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
-        await plane.submit(c.PutCustomRules(zone.id, [rule]))
-        node = await deployment.add_node("tcp")
-        await deployment.settle()
+        deployment = await edge_deployment(material, nursery, "tcp")
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(_reuse_port_socket(port)))
-        await nursery.start(node.serve, TcpListener(listener))
+        await nursery.start(deployment.nodes["tcp"].serve, TcpListener(listener))
         ready.set()
 
 
