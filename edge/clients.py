@@ -62,7 +62,7 @@ async def visit(
     failure, error = TlsOutcome.OK, ""
     try:
         with trio.fail_after(timeout):
-            await channel.handshake()
+            await channel.handshake(flush=not paths)  # the first request carries our Finished
             handshaken = True
             conn = h11.Connection(h11.CLIENT)
             for path in paths:

@@ -54,8 +54,12 @@ class TlsChannel:
             raise TlsClosed("peer closed the connection")
         self._incoming.write(data)
 
-    async def handshake(self) -> None:
-        """Run the handshake to its end; raises ssl.SSLError or TlsClosed on failure."""
+    async def handshake(self, *, flush: bool = True) -> None:
+        """Run the handshake to its end; raises ssl.SSLError or TlsClosed on failure.
+
+        `flush=False` keeps the last flight (a client's Finished) buffered, so that the first
+        `send_all` carries it together with the first request: one flight fewer.
+        """
         while True:
             try:
                 self.ssl_object.do_handshake()
@@ -66,7 +70,8 @@ class TlsChannel:
                 await self._flush_quietly()  # let the peer see our alert
                 raise
             else:
-                await self._flush()
+                if flush:
+                    await self._flush()
                 return
 
     async def receive_some(self) -> bytes:
