@@ -13,7 +13,7 @@ from typing import IO
 
 import trio
 
-from edge.events import ConnectionEvent, Event, RequestEvent
+from edge.events import ConnectionEvent, Event
 
 DEFAULT_BUFFER = 1024
 

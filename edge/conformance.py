@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import ctypes
 import datetime as dt
 import ipaddress
 import json
@@ -53,16 +52,15 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from ctypes import POINTER, byref, c_char_p, c_int, c_long, c_void_p
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import _ssl
 import attrs
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from edge.node import verify as node_verify
+from edge.node.verify import no_server_certificate
 from edge.node.trust import DEFAULT_MAX_CHAIN_DEPTH, server_context
 from edge.pki import openssl
 
@@ -103,60 +101,21 @@ KNOWN_FEATURES = frozenset({
 """x509-limbo's feature tags; a case with any other tag is SKIPPED (limbo: "consumers that don't
 understand a given feature should skip tests that are marked with it")."""
 
-X509_PURPOSE_ANY = 7  # openssl/x509v3.h
 PEER_NAME_KINDS = ("RFC822", "DNS", "IP")
-
-
-# --------------------------------------------------------------------------- #
-# OpenSSL: what the edge's bindings do not expose                             #
-# --------------------------------------------------------------------------- #
-# Same binding rule as edge.pki.openssl: a dlopen(RTLD_NOLOAD) handle on the _ssl extension, so the
-# symbols are those of the very libssl/libcrypto that _ssl (and edge.pki.openssl) use.
-
-_lib = ctypes.CDLL(_ssl.__file__, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
-
-
-def _fn(name: str, restype: object, *argtypes: object) -> Any:
-    f = getattr(_lib, name)
-    f.restype = restype
-    f.argtypes = list(argtypes)
-    return f
-
-
-_SSL_CTX_set_purpose = _fn("SSL_CTX_set_purpose", c_int, c_void_p, c_int)
-_SSL_CTX_get_cert_store = _fn("SSL_CTX_get_cert_store", c_void_p, c_void_p)
-_d2i_X509_CRL = _fn("d2i_X509_CRL", c_void_p, c_void_p, POINTER(c_void_p), c_long)
-_X509_STORE_add_crl = _fn("X509_STORE_add_crl", c_int, c_void_p, c_void_p)
-_X509_CRL_free = _fn("X509_CRL_free", None, c_void_p)
-_ERR_clear_error = _fn("ERR_clear_error", None)
-
-
-def _no_server_certificate(context: ssl.SSLContext) -> None:
-    """A verifying context never serves, so it needs no certificate of its own."""
 
 
 def _edge_context(
     anchors: Sequence[bytes], depth: int, *, any_purpose: bool, crls: Sequence[bytes]
 ) -> ssl.SSLContext:
     """The context `edge.node.verify` would build, plus what the case asks for."""
-    context = server_context(_no_server_certificate, trust_ders=anchors, max_chain_depth=depth)
-    if any_purpose and _SSL_CTX_set_purpose(openssl.ssl_ctx_pointer(context), X509_PURPOSE_ANY) != 1:
-        _ERR_clear_error()
-        raise RuntimeError("SSL_CTX_set_purpose(X509_PURPOSE_ANY) failed")
+    context = server_context(no_server_certificate, trust_ders=anchors, max_chain_depth=depth)
+    if any_purpose:
+        openssl.set_any_purpose(context)
     if crls:
-        store = _SSL_CTX_get_cert_store(openssl.ssl_ctx_pointer(context))
-        for der in crls:
-            p = c_void_p(ctypes.cast(c_char_p(der), c_void_p).value)
-            crl = _d2i_X509_CRL(None, byref(p), len(der))
-            if not crl:
-                _ERR_clear_error()
-                raise _Unreadable("OpenSSL cannot parse a CRL of the case")
-            ok = _X509_STORE_add_crl(store, crl)  # takes its own reference
-            _X509_CRL_free(crl)
-            if not ok:
-                _ERR_clear_error()
-                raise RuntimeError("X509_STORE_add_crl failed")
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN  # CRL_CHECK | CRL_CHECK_ALL
+        try:
+            openssl.add_crls(context, crls)
+        except ValueError:
+            raise _Unreadable("OpenSSL cannot parse a CRL of the case") from None
     return context
 
 

@@ -24,7 +24,7 @@ from edge.pki import profiles
 from edge.pki.issuer import Authority, Credential
 from edge.pki.profiles import EXPECTED_REASON, EXPECTED_VERIFY_CODE, Profile
 from edge.tls import TlsChannel
-from edge_world import BLOCK_HOST, LOG_HOST, START, EdgeWorld, RecordingCollector
+from edge_world import BLOCK_HOST, LOG_HOST, START, EdgeWorld
 
 DAY = 86400.0
 

@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import trio
 

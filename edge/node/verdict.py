@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.control.snapshot import EdgeConfig, HostPolicy
 from edge.node.reasons import Reason, reason_for_code

@@ -18,14 +18,14 @@ from edge.node.trust import DEFAULT_MAX_CHAIN_DEPTH, server_context
 from edge.pki import openssl
 
 
-def _no_server_certificate(context: ssl.SSLContext) -> None:
+def no_server_certificate(context: ssl.SSLContext) -> None:
     """A verifying context never serves, so it needs no certificate of its own."""
 
 
 @functools.lru_cache(maxsize=256)
 def _verifier(trust_ders: tuple[bytes, ...], max_chain_depth: int) -> ssl.SSLContext:
     return server_context(
-        _no_server_certificate, trust_ders=trust_ders, max_chain_depth=max_chain_depth
+        no_server_certificate, trust_ders=trust_ders, max_chain_depth=max_chain_depth
     )
 
 

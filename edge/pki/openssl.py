@@ -63,6 +63,8 @@ __all__ = [
     "has_verify_callback",
     "sync_verify_with_context",
     "set_verify_depth",
+    "set_any_purpose",
+    "add_crls",
     "disable_session_cache",
     "session_cache_mode",
     "get_verify_depth",
@@ -120,6 +122,10 @@ SSL_CTX_get_verify_callback = _fn("SSL_CTX_get_verify_callback", c_void_p, c_voi
 SSL_CTX_get_security_level = _fn("SSL_CTX_get_security_level", c_int, c_void_p)
 SSL_CTX_set_verify_depth = _fn("SSL_CTX_set_verify_depth", None, c_void_p, c_int)
 SSL_CTX_ctrl = _fn("SSL_CTX_ctrl", c_long, c_void_p, c_int, c_long, c_void_p)
+SSL_CTX_set_purpose = _fn("SSL_CTX_set_purpose", c_int, c_void_p, c_int)
+d2i_X509_CRL = _fn("d2i_X509_CRL", c_void_p, c_void_p, POINTER(c_void_p), c_long)
+X509_STORE_add_crl = _fn("X509_STORE_add_crl", c_int, c_void_p, c_void_p)
+X509_CRL_free = _fn("X509_CRL_free", None, c_void_p)
 SSL_CTX_get_verify_depth = _fn("SSL_CTX_get_verify_depth", c_int, c_void_p)
 SSL_CTX_get0_param = _fn("SSL_CTX_get0_param", c_void_p, c_void_p)
 SSL_CTX_get_cert_store = _fn("SSL_CTX_get_cert_store", c_void_p, c_void_p)
@@ -342,6 +348,35 @@ def disable_session_cache(context: ssl.SSLContext) -> None:
 
 def session_cache_mode(context: ssl.SSLContext) -> int:
     return SSL_CTX_ctrl(ssl_ctx_pointer(context), SSL_CTRL_GET_SESS_CACHE_MODE, 0, None)
+
+
+X509_PURPOSE_ANY = 7
+
+
+def set_any_purpose(context: ssl.SSLContext) -> None:
+    """Check no purpose (EKU) at all: for conformance cases that ask for none. The edge itself
+    always checks the client-auth purpose."""
+    if SSL_CTX_set_purpose(ssl_ctx_pointer(context), X509_PURPOSE_ANY) != 1:
+        ERR_clear_error()
+        raise RuntimeError("edge.pki.openssl: SSL_CTX_set_purpose(X509_PURPOSE_ANY) failed")
+
+
+def add_crls(context: ssl.SSLContext, crl_ders: Sequence[bytes]) -> None:
+    """Load CRLs into the context's store and check them on the whole chain (conformance
+    cases carry CRLs; the edge takes none). ValueError for a CRL OpenSSL cannot parse."""
+    store = SSL_CTX_get_cert_store(ssl_ctx_pointer(context))
+    for der in crl_ders:
+        pointer = c_void_p(ctypes.cast(c_char_p(der), c_void_p).value)
+        crl = d2i_X509_CRL(None, byref(pointer), len(der))
+        if not crl:
+            ERR_clear_error()
+            raise ValueError("edge.pki.openssl: not a DER CRL")
+        added = X509_STORE_add_crl(store, crl)  # takes its own reference
+        X509_CRL_free(crl)
+        if not added:
+            ERR_clear_error()
+            raise RuntimeError("edge.pki.openssl: X509_STORE_add_crl failed")
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
 
 
 def set_verify_depth(context: ssl.SSLContext, depth: int) -> None:
