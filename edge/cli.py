@@ -123,3 +123,35 @@ def conformance(limbo_file: Path, profile: str, json_path: Path | None) -> None:
     from edge.conformance import main as run_conformance
 
     sys.exit(run_conformance(limbo_file, profile=profile, json_path=json_path, console=None))
+
+
+@main.command("fuzz")
+@click.option("--budget", help='Stop after this long, e.g. "30s", "10m" (default: no limit).')
+@click.option("--max-examples", type=int, default=500, show_default=True,
+              help="Stop after this many generated chains.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first batch.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Save each finding here as a reproducible case (PEM files and case.json).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help='Write {"examples", "disagreements": {family: count}, "unclassified", '
+                   '"findings"}.')
+@click.option("--quiet", is_flag=True, help="No progress and no summary on the terminal.")
+def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
+    """Fuzz client-certificate validation with generated chains.
+
+    Each chain goes through the edge's verification (OpenSSL, as in a handshake) and through
+    pyca/cryptography's client verifier; disagreements are classified by family
+    (docs/validation-differences.md). A finding (an unclassified disagreement, a chain that
+    verified under another tenant's key, a reason other than the generator expected) exits 1.
+    """
+    from edge.fuzz.command import main as run_fuzz
+    from edge.scenario.durations import parse_duration
+
+    if max_examples < 1:
+        raise click.BadParameter("expected at least 1", param_hint="--max-examples")
+    try:
+        limit = None if budget is None else parse_duration(budget)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--budget") from None
+    sys.exit(run_fuzz(budget=limit, max_examples=max_examples, seed=seed, out=out,
+                      json_path=json_path, quiet=quiet))

@@ -14,8 +14,8 @@ cached by that description. Two cases that share a root or an intermediate there
 certificate object, and a case costs little more than signing its leaf.
 
 `Case.expected` is the generator's own model of the EDGE's normalised reason (OpenSSL 3.0 as the
-edge configures it), known for a valid chain and for every single deviation whose effect does not
-depend on anything else; None where the model does not know. `Case.foreign` is True when the
+edge configures it), known for a valid chain and for every single deviation (tested exhaustively);
+None for two or more deviations, where it does not know. `Case.foreign` is True when the
 chain was not issued under any anchor's key (another tenant's CA, whatever its name; a signer with
 the issuer's name and another key; a self-signed leaf): such a chain must never verify.
 """
@@ -29,13 +29,12 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.node.reasons import Reason
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
+from edge.node.trust import DEFAULT_MAX_CHAIN_DEPTH
 from edge.pki.issuer import KEY_TYPES, Credential, KeyPool, KeyType, PrivateKey
 
 UTC = dt.timezone.utc
@@ -63,6 +62,7 @@ LEAF_KNOBS: dict[str, tuple[str, ...]] = {
     "aki": ("absent", "mismatch"),
     "ski": ("absent",),
     "nc": ("present",),
+    "cn": ("hostname", "hostname_other"),
 }
 CA_KNOBS: dict[str, tuple[str, ...]] = {
     "validity": VALIDITY,
@@ -150,8 +150,8 @@ class ChainSpec:
     at: dt.datetime = DEFAULT_AT
 
     def __attrs_post_init__(self) -> None:
-        if not 1 <= self.depth <= 8:
-            raise ValueError(f"depth must be 1..8, got {self.depth}")
+        if not 1 <= self.depth <= MAX_SPEC_DEPTH:
+            raise ValueError(f"depth must be 1..{MAX_SPEC_DEPTH}, got {self.depth}")
         if any(k not in KEY_TYPES for k in self.keys):
             raise ValueError(f"key types must be among {KEY_TYPES}, got {self.keys}")
         if self.at.tzinfo is None:
@@ -238,19 +238,22 @@ def _load(der: bytes) -> x509.Certificate:
 TENANT_ROOT_NAME = (("CN", "Corp Root CA"), ("O", "Corp"))
 OTHER_ROOT_NAME = (("CN", "Other Root CA"), ("O", "Other"))
 UNRELATED_NAME = (("CN", "Unrelated CA"), ("O", "Elsewhere"))
-LEAF_NAME = (("CN", "device-1"), ("O", "Corp"))
 LEAF_DNS = "device-1.clients.corp.example"
 OTHER_DNS = "device-1.clients.other.example"
 LEAF_EMAIL = "device-1@corp.example"
 PERMITTED_DOMAIN = "corp.example"
 OTHER_DOMAIN = "other.example"
 
-# Key slots in the pool, one per role, so two certificates share a key only when meant to.
+# Key slots in the pool, one per role, so two certificates share a key only when meant to: the
+# tenant's intermediates and another tenant's (even with the very same names) never share one.
 _KEY_SLOT = {
-    "tenant": 0, "other_same_dn": 1, "int": 2,  # int1 -> 3, ..., int7 -> 9
-    "decoy": 10, "leaf": 11, "impostor": 12, "unrelated": 13, "other": 14, "stranger": 15,
+    "tenant": 0, "other_same_dn": 1, "other": 2, "decoy": 3, "leaf": 4, "impostor": 5,
+    "unrelated": 6, "stranger": 7,
+    "int": 7,  # the tenant's int1 -> 8, ..., int5 -> 12
+    "foreign_int": 12,  # another tenant's int1 -> 13, ..., int5 -> 17
 }
-POOL_SIZE = 16
+MAX_SPEC_DEPTH = 6
+POOL_SIZE = 18
 
 _POOL = KeyPool(size=POOL_SIZE)
 
@@ -260,12 +263,12 @@ def fuzz_pool() -> KeyPool:
     return _POOL
 
 
-def warm_pool(key_types: Iterable[KeyType] = KEY_TYPES, pool: KeyPool | None = None) -> None:
-    """Make every pooled key now (RSA keys take tens of ms each), so examples stay fast."""
-    pool = pool or _POOL
+def warm_pool(key_types: Iterable[KeyType] = KEY_TYPES) -> None:
+    """Make every key of the fuzz pool now (an RSA key takes tens of ms), so that no example
+    pays for one and Hypothesis sees even run times."""
     for key_type in key_types:
-        for index in range(pool.size):
-            pool.key(key_type, index=index)
+        for index in range(_POOL.size):
+            _POOL.key(key_type, index=index)
 
 
 @attrs.frozen
@@ -459,7 +462,9 @@ def _leaf_fields(spec: ChainSpec) -> dict:
     }[get("san")]
     nc = {"": None, "present": ((PERMITTED_DOMAIN,), ())}[get("nc")]
     window = _window(get("validity"), _LEAF_WINDOW, spec.at)
+    cn = {"": "device-1", "hostname": LEAF_DNS, "hostname_other": OTHER_DNS}[get("cn")]
     return dict(
+        subject=(("CN", cn), ("O", "Corp")),
         not_before=window[0], not_after=window[1], bc=bc, ku=ku, eku=eku, sans=sans,
         ski=get("ski") != "absent", aki=get("aki") or "match", nc=nc,
     )
@@ -497,8 +502,9 @@ def build_case(spec: ChainSpec) -> Case:
     # The CAs of the issuing chain, root first.
     cas: list[_CertSpec] = []
     names = [top_name] + [_int_name(top_name, i) for i in range(1, spec.depth)]
+    int_slot = _KEY_SLOT["int" if root_slot == _KEY_SLOT["tenant"] else "foreign_int"]
     keys = [_KeyRef(root_type, root_slot)] + [
-        _KeyRef(int_type, _KEY_SLOT["int"] + i) for i in range(1, spec.depth)
+        _KeyRef(int_type, int_slot + i) for i in range(1, spec.depth)
     ]
     for i, role in enumerate(roles(spec.depth)[:-1]):
         signer = keys[i - 1] if i else keys[0]
@@ -511,15 +517,15 @@ def build_case(spec: ChainSpec) -> Case:
 
     # The leaf.
     leaf_key = _KeyRef(leaf_type, _KEY_SLOT["leaf"])
+    leaf_fields = _leaf_fields(spec)
     if spec.get("chain.leaf") == "self_signed":
-        leaf_issuer, leaf_signer = LEAF_NAME, leaf_key
+        leaf_issuer, leaf_signer = leaf_fields["subject"], leaf_key
     elif issuer_kind == "impostor":  # the issuer's name, another key of the same type
         leaf_issuer, leaf_signer = names[-1], _KeyRef(keys[-1].key_type, _KEY_SLOT["impostor"])
     else:
         leaf_issuer, leaf_signer = names[-1], keys[-1]
     leaf = _certificate(_CertSpec(
-        subject=LEAF_NAME, issuer=leaf_issuer, key=leaf_key, signer=leaf_signer,
-        **_leaf_fields(spec),
+        issuer=leaf_issuer, key=leaf_key, signer=leaf_signer, **leaf_fields,
     ))
 
     # What the client sends: intermediates nearest first, then the presentation deviation.
@@ -544,12 +550,13 @@ def build_case(spec: ChainSpec) -> Case:
         )
         intermediates = [unrelated, *intermediates]
     elif send == "decoy":
-        # A CA with the name of the leaf's issuer and another key, sent first (a rotated
-        # intermediate, say): signed by the issuer's issuer, or by itself when that is the root.
-        decoy_key = _KeyRef(keys[-1].key_type, _KEY_SLOT["decoy"])
-        issuer_of_issuer = (names[-2], keys[-2]) if spec.depth > 1 else (names[-1], decoy_key)
+        # A CA with the name of the top intermediate and another key, sent first (the same
+        # intermediate re-keyed, say), signed by the root; a root look-alike at depth 1.
+        top = min(1, spec.depth - 1)
+        decoy_key = _KeyRef(keys[top].key_type, _KEY_SLOT["decoy"])
+        decoy_signer = keys[0] if top else decoy_key
         decoy = _certificate(
-            _default_ca(names[-1], issuer_of_issuer[0], decoy_key, issuer_of_issuer[1], spec.at)
+            _default_ca(names[top], names[0], decoy_key, decoy_signer, spec.at)
         )
         intermediates = [decoy, *intermediates]
 
@@ -607,26 +614,30 @@ def _foreign(spec: ChainSpec) -> bool:
 
 
 # --- the model ----------------------------------------------------------------------------------
-# The edge's reason for a chain with exactly one deviation, as OpenSSL 3.0 with the edge's
-# settings decides it (see docs/validation-differences.md for where pyca differs and why).
-# Keys: (role kind, knob, value) where role kind is leaf / issuer (the leaf's issuer, any depth) /
-# root / int (any intermediate) / chain. A missing key: the model does not know.
+# The edge's reason for a chain with at most one deviation, as OpenSSL 3.0 with the edge's settings
+# decides it; docs/validation-differences.md says where pyca/cryptography differs and who is right.
+# Keys: (role kind, knob, value), the role kind being leaf / int (any intermediate) / root /
+# chain. Path lengths are worked out from the position instead. No entry: the model does not know.
 
-_OK, _EXP, _NYV = Reason.OK, Reason.EXPIRED, Reason.NOT_YET_VALID
+_OK = Reason.OK
 _TIME_MODEL = {
-    "expired": _EXP, "not_yet_valid": _NYV, "nb_eq_t": _OK, "na_eq_t": _EXP,
-    "na_minus_1s": _EXP, "na_plus_1s": _OK, "nb_minus_1s": _OK, "nb_plus_1s": _NYV,
+    "expired": Reason.EXPIRED, "not_yet_valid": Reason.NOT_YET_VALID,
+    "na_eq_t": Reason.EXPIRED,  # OpenSSL: expired AT notAfter (RFC 5280: still valid)
+    "nb_eq_t": _OK, "na_minus_1s": Reason.EXPIRED, "na_plus_1s": _OK, "nb_minus_1s": _OK,
+    "nb_plus_1s": Reason.NOT_YET_VALID,
 }
-_MODEL: dict[tuple[str, str, str], Reason] = {}
-for _kind in ("leaf", "int", "root"):
-    for _value, _reason in _TIME_MODEL.items():
-        _MODEL[_kind, "validity", _value] = _reason
+_MODEL: dict[tuple[str, str, str], Reason] = {
+    (kind, "validity", value): reason
+    for kind in ("leaf", "int", "root")
+    for value, reason in _TIME_MODEL.items()
+}
 _MODEL.update({
     ("leaf", "san", "absent"): _OK,
     ("leaf", "san", "email"): _OK,
     ("leaf", "san", "dns_other"): _OK,
     ("leaf", "eku", "absent"): _OK,
     ("leaf", "eku", "serverAuth"): Reason.WRONG_PURPOSE,
+    ("leaf", "eku", "any"): Reason.WRONG_PURPOSE,  # anyExtendedKeyUsage alone is not clientAuth
     ("leaf", "eku", "client_and_server"): _OK,
     ("leaf", "ku", "absent"): _OK,
     ("leaf", "ku", "keyEncipherment"): Reason.WRONG_PURPOSE,
@@ -634,7 +645,11 @@ _MODEL.update({
     ("leaf", "bc", "absent"): _OK,
     ("leaf", "bc", "ca_true"): _OK,
     ("leaf", "aki", "absent"): _OK,
+    ("leaf", "aki", "mismatch"): Reason.UNKNOWN_CA,
     ("leaf", "ski", "absent"): _OK,
+    ("leaf", "nc", "present"): _OK,
+    ("leaf", "cn", "hostname"): _OK,
+    ("leaf", "cn", "hostname_other"): _OK,
     ("int", "bc", "absent"): Reason.INVALID_CA,
     ("int", "bc", "ca_false"): Reason.INVALID_CA,
     ("int", "ku", "absent"): _OK,
@@ -642,24 +657,23 @@ _MODEL.update({
     ("int", "ku", "plus_digitalSignature"): _OK,
     ("int", "eku", "clientAuth"): _OK,
     ("int", "eku", "serverAuth"): Reason.WRONG_PURPOSE,
+    ("int", "eku", "any"): Reason.WRONG_PURPOSE,
     ("int", "aki", "absent"): _OK,
+    ("int", "aki", "mismatch"): Reason.UNKNOWN_CA,
     ("int", "ski", "absent"): _OK,
-    ("int", "nc", "permit_leaf"): _OK,
-    ("int", "nc", "permit_other"): Reason.NAME_CONSTRAINTS,
-    ("int", "nc", "exclude_leaf"): Reason.NAME_CONSTRAINTS,
-    ("int", "nc", "exclude_other"): _OK,
+    ("root", "bc", "absent"): _OK,  # a self-signed anchor needs no BasicConstraints in OpenSSL
+    ("root", "bc", "ca_false"): Reason.INVALID_CA,
     ("root", "ku", "absent"): _OK,
+    ("root", "ku", "no_keyCertSign"): Reason.INVALID_CA,
     ("root", "ku", "plus_digitalSignature"): _OK,
     ("root", "eku", "clientAuth"): _OK,
+    ("root", "eku", "serverAuth"): Reason.WRONG_PURPOSE,
+    ("root", "eku", "any"): Reason.WRONG_PURPOSE,
     ("root", "aki", "absent"): _OK,
     ("root", "ski", "absent"): _OK,
-    ("root", "nc", "permit_leaf"): _OK,
-    ("root", "nc", "permit_other"): Reason.NAME_CONSTRAINTS,
-    ("root", "nc", "exclude_leaf"): Reason.NAME_CONSTRAINTS,
-    ("root", "nc", "exclude_other"): _OK,
     ("chain", "issuer", "other_tenant"): Reason.UNKNOWN_CA,
     ("chain", "issuer", "other_tenant_same_dn"): Reason.UNKNOWN_CA,
-    ("chain", "issuer", "impostor"): Reason.UNKNOWN_CA,
+    ("chain", "issuer", "impostor"): Reason.UNKNOWN_CA,  # the AKI names the impostor's key
     ("chain", "send", "none"): Reason.UNKNOWN_CA,
     ("chain", "send", "missing_issuer"): Reason.UNKNOWN_CA,
     ("chain", "send", "missing_top"): Reason.UNKNOWN_CA,
@@ -668,24 +682,46 @@ _MODEL.update({
     ("chain", "send", "with_root"): _OK,
     ("chain", "send", "extra_unrelated"): _OK,
     ("chain", "send", "decoy"): _OK,
-    ("chain", "anchor", "intermediate"): Reason.UNKNOWN_CA,
+    ("chain", "anchor", "intermediate"): Reason.UNKNOWN_CA,  # no partial chains
     ("chain", "anchor", "plus_other_same_dn"): _OK,
     ("chain", "anchor", "plus_other_first"): _OK,
     ("chain", "leaf", "self_signed"): Reason.SELF_SIGNED,
 })
+for _kind in ("int", "root"):
+    for _value, _reason in {
+        "permit_leaf": _OK, "permit_other": Reason.NAME_CONSTRAINTS,
+        "exclude_leaf": Reason.NAME_CONSTRAINTS, "exclude_other": _OK,
+    }.items():
+        _MODEL[_kind, "nc", _value] = _reason
 
 
 def _kind(role: str) -> str:
     return role if role in ("leaf", "root", "chain") else "int"
 
 
-def expected_reason(spec: ChainSpec) -> Reason | None:
+def _level(role: str) -> int:
+    """0 for the root, i for int<i>."""
+    return 0 if role == "root" else int(role.removeprefix("int"))
+
+
+def expected_reason(spec: ChainSpec, *, max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH) -> Reason | None:
     """The model's reason for the edge's verdict: OK without deviations, the table's entry for a
-    single one, None where it does not know (two or more deviations, or an unlisted one)."""
+    single one, None where it does not know (two or more deviations, or an unlisted one).
+
+    `max_chain_depth` is the edge's limit on intermediates: a longer chain is CHAIN_TOO_DEEP.
+    """
+    if spec.depth - 1 > max_chain_depth:
+        return Reason.CHAIN_TOO_DEEP if not spec.deviations else None
     if not spec.deviations:
         return Reason.OK
     if len(spec.deviations) > 1:
         return None
     ((target, value),) = spec.deviations
     role, _, knob = target.partition(".")
+    if (role, knob, value) == ("root", "aki", "mismatch"):
+        # Not self-signed to OpenSSL: the root counts as one more untrusted CA above the chain.
+        return Reason.CHAIN_TOO_DEEP if spec.depth > max_chain_depth else Reason.UNKNOWN_CA
+    if knob == "bc" and value.startswith("pathlen_"):
+        below = spec.depth - 1 - _level(role)  # intermediates under this CA
+        return Reason.INVALID_CA if below > int(value.removeprefix("pathlen_")) else _OK
     return _MODEL.get((_kind(role), knob, value))

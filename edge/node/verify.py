@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import ssl
 from collections.abc import Sequence
 
@@ -39,6 +40,9 @@ def verify(
 ) -> tuple[openssl.Verdict, Reason]:
     """OpenSSL's verdict on the chain at time `at` (None: do not check validity periods),
     and its normalised reason."""
-    context = _verifier(tuple(trust_ders), max_chain_depth)
+    # The order a node loads a trust set in (by fingerprint, as TrustSet keeps it): OpenSSL's
+    # choice among anchors with one subject name depends on it.
+    ordered = tuple(sorted(trust_ders, key=lambda der: hashlib.sha256(der).hexdigest()))
+    context = _verifier(ordered, max_chain_depth)
     verdict = openssl.verify(leaf_der, tuple(intermediates), context, at)
     return verdict, reason_for_code(verdict.code)

@@ -297,6 +297,9 @@ def _verify_cb_impl(preverify_ok: int, store_ctx: int | None) -> int:
         if entry is not None:
             depth = X509_STORE_CTX_get_error_depth(store_ctx)
             entry.append((depth, X509_STORE_CTX_get_error(store_ctx)))
+        # The failed check may have left errors on this thread's OpenSSL queue; the handshake
+        # goes on, so they would surface later as an SSLError on some other connection.
+        ERR_clear_error()
     except BaseException:  # noqa: BLE001 - nothing may propagate into OpenSSL
         _callback_faults += 1
         try:

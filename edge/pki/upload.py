@@ -82,7 +82,7 @@ def parse_bundle(text: str | bytes) -> ParsedBundle:
             with warnings.catch_warnings():  # e.g. a negative serial: parsed, and shown as is
                 warnings.simplefilter("ignore", CryptographyDeprecationWarning)
                 certificates.append(x509.load_pem_x509_certificate(block[0].encode("ascii")))
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise UploadRejected(UNPARSEABLE) from None
     return ParsedBundle(tuple(certificates))
 
