@@ -25,6 +25,8 @@ class ClientResult:
     outcome: TlsOutcome
     statuses: tuple[int, ...] = ()
     error: str = ""
+    session: ssl.SSLSession | None = attrs.field(default=None, eq=False, repr=False)
+    resumed: bool = False
 
 
 def client_context(
@@ -53,10 +55,14 @@ async def visit(
     host: str | None = None,
     paths: Sequence[str] = ("/",),
     timeout: float = 30.0,
+    session: ssl.SSLSession | None = None,
 ) -> ClientResult:
-    """One connection: handshake, then one request per path on the same connection."""
+    """One connection: handshake, then one request per path on the same connection; with
+    `session`, an attempt to resume it (the result then carries the new session)."""
     accepted = connect()
     channel = TlsChannel.wrap(accepted.stream, context, server_side=False, server_hostname=sni)
+    if session is not None:
+        channel.ssl_object.session = session
     statuses: list[int] = []
     handshaken = False
     failure, error = TlsOutcome.OK, ""
@@ -80,7 +86,11 @@ async def visit(
         with trio.CancelScope(shield=True):
             await channel.aclose()
     outcome = TlsOutcome.OK if handshaken else failure
-    return ClientResult(accepted.conn_id, outcome, tuple(statuses), error)
+    return ClientResult(
+        accepted.conn_id, outcome, tuple(statuses), error,
+        channel.ssl_object.session if handshaken else None,
+        handshaken and channel.ssl_object.session_reused,
+    )
 
 
 async def request(

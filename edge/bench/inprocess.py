@@ -62,18 +62,24 @@ def trusting(material: Material, extra_cas: list[str]) -> ssl.SSLContext:
     return context
 
 
-async def _edge_round(material: Material, seconds: float, concurrency: int) -> float:
+async def _edge_round(material: Material, seconds: float, concurrency: int, tickets: int,
+                      resume: bool) -> float:
     client = material.client_context()
     async with trio.open_nursery() as nursery:
-        deployment = await edge_deployment(material, nursery, "n1")
+        deployment = await edge_deployment(material, nursery, "n1", tickets=tickets)
+
+        def connect():
+            return deployment.network.connect("n1")
+
+        session = (await visit(connect, client, sni=HOST)).session if resume else None
         done, deadline = 0, trio.current_time() + seconds
         started = time.perf_counter()
 
         async def worker() -> None:
             nonlocal done
             while trio.current_time() < deadline:
-                result = await visit(lambda: deployment.network.connect("n1"), client, sni=HOST)
-                if result.statuses != (200,):
+                result = await visit(connect, client, sni=HOST, session=session)
+                if result.statuses != (200,) or result.resumed != resume:
                     raise RuntimeError(f"edge-inmemory: unexpected answer {result}")
                 done += 1
 
@@ -85,5 +91,8 @@ async def _edge_round(material: Material, seconds: float, concurrency: int) -> f
     return done / elapsed
 
 
-def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16) -> float:
-    return trio.run(_edge_round, material, seconds, concurrency)
+def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16, *,
+                       tickets: int = 0, resume: bool = False) -> float:
+    """The simulator's path; `tickets` > 0 lets the node issue session tickets, and `resume`
+    makes every connection resume one session."""
+    return trio.run(_edge_round, material, seconds, concurrency, tickets, resume)

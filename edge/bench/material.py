@@ -19,6 +19,7 @@ from edge.control import commands as c
 from edge.control.records import Action, Rule
 from edge.deployment import Deployment
 from edge.node.identity import EdgeIdentity
+from edge.node.node import NodeSettings
 from edge.pki.issuer import Authority
 
 HOST = "api.example.com"
@@ -83,7 +84,7 @@ class Material:
         return _FixedIdentity(self.configure_server_cert)
 
 
-async def edge_deployment(material: Material, nursery, node: str, listener=None) -> Deployment:
+async def edge_deployment(material: Material, nursery, node: str, *, tickets: int = 0) -> Deployment:
     """A running deployment whose node `node` enforces the bench's tenant CA on HOST (a block
     rule for unverified requests, so every row's request goes through the rules)."""
     deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=material.identity())
@@ -95,7 +96,7 @@ async def edge_deployment(material: Material, nursery, node: str, listener=None)
     await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
     rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
     await plane.submit(c.PutCustomRules(zone.id, [rule]))
-    await deployment.add_node(node)
+    await deployment.add_node(node, settings=NodeSettings(num_tickets=tickets))
     await deployment.settle()
     return deployment
 

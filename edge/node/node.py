@@ -8,6 +8,7 @@ A connection lives under the snapshot it started with, even if a newer one arriv
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import ssl
 from collections.abc import Callable
@@ -57,6 +58,29 @@ class _Connection:
 CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
 
 
+SESSION_VERDICTS = 4096
+
+
+class _Bounded:
+    """A small LRU map: the oldest entry goes when it is full."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, key):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
 class _RequestTooLarge(Exception):
     pass
 
@@ -81,6 +105,9 @@ class EdgeNode:
         self._events = events
         self._clock = clock
         self.snapshot: EdgeConfig | None = None
+        # With tickets on: the verdict of each certificate's full handshake, per trust set, for
+        # the sessions that resume it (OpenSSL does not verify a resumed session again).
+        self._sessions = _Bounded(SESSION_VERDICTS)
         self._names: tuple[str, ...] | None = None
         self._contexts = self._adopt(None)
 
@@ -197,11 +224,23 @@ class EdgeNode:
             return verdicts.POLICY_MISSING
         if state.policy is None:
             return verdicts.NOT_REQUESTED
+        if ssl_object.session_reused:
+            leaf = ssl_object.getpeercert(binary_form=True)
+            known = self._sessions.get((leaf, state.policy.trust.key)) if leaf else None
+            if known is not None:
+                return verdicts.resumed(known, state.policy, snapshot, leaf)
+        verdict = self._full_verdict(state, ssl_object)
+        if self.settings.num_tickets and verdict.presented:
+            self._sessions.put((ssl_object.getpeercert(binary_form=True), state.policy.trust.key),
+                               verdict)
+        return verdict
+
+    def _full_verdict(self, state: _Connection, ssl_object: ssl.SSLObject) -> verdicts.Verdict:
         peer = openssl.peer_verification(ssl_object)
         first = peer.verdict
         return verdicts.decide(
             state.policy,
-            snapshot,
+            state.snapshot,
             leaf_der=peer.leaf_der,
             sent_chain=peer.chain_der,
             built_chain=peer.verified_chain_der,

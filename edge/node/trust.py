@@ -27,16 +27,17 @@ def server_context(
     """A server context with the edge's certificate and settings; with `trust_ders`, it asks for
     a client certificate, verifies it against them and never aborts on the verdict.
 
-    Resumption is off by default (no tickets, no session cache): a resumed session is not
-    verified again, so it would carry the verdict of the trust of its first handshake. The
+    No session cache ever, and no tickets by default: OpenSSL does not verify a resumed session
+    again. With `num_tickets` > 0 the node reuses the verdict of the certificate's full
+    handshake under the same trust set, and treats any other resumed session as unverified. The
     standalone `edge.node.verify` builds its contexts here too, so both verify alike.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     configure_server_cert(context)
     context.num_tickets = num_tickets
+    openssl.disable_session_cache(context)  # never resumption by session id
     if num_tickets == 0:
         context.options |= ssl.OP_NO_TICKET
-        openssl.disable_session_cache(context)
     openssl.set_verify_depth(context, max_chain_depth)
     if trust_ders:
         context.load_verify_locations(cadata=b"".join(trust_ders))

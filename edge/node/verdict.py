@@ -208,9 +208,7 @@ def decide(
         # Verified to no CA of this hostname, or with no chain at all (a resumed session is not
         # verified again): never trust that.
         verified, openssl_code, openssl_message = False, 20, "unable to get local issuer certificate"
-    revoked = bool(
-        verified and ca is not None and ca.managed and snapshot.is_revoked(ca.ca_id, _serial(leaf_der))
-    )
+    revoked = verified and _is_revoked(policy, snapshot, ca.ca_id if ca else None, leaf_der)
     reason = Reason.REVOKED if revoked else reason_for_code(openssl_code)
     fields = certificate_fields(
         leaf_der, tuple(sent_chain), tuple(built_chain), verified=verified, revoked=revoked
@@ -227,3 +225,23 @@ def decide(
         ca_id=ca.ca_id if ca and verified else None,
         fields=fields,
     )
+
+
+def _is_revoked(policy: HostPolicy, snapshot: EdgeConfig, ca_id: str | None, leaf_der: bytes) -> bool:
+    """Revocation is known for the managed CA only (BYOCA has no CRL or OCSP checking)."""
+    ca = next((ca for ca in policy.cas if ca.ca_id == ca_id), None)
+    return bool(ca and ca.managed and snapshot.is_revoked(ca.ca_id, _serial(leaf_der)))
+
+
+def resumed(
+    verdict: Verdict, policy: HostPolicy, snapshot: EdgeConfig, leaf_der: bytes
+) -> Verdict:
+    """The verdict of a resumed session: the one of the handshake that verified its
+    certificate (OpenSSL does not verify a resumed session again), with revocation looked up
+    again in the current snapshot, since a revocation may have arrived since."""
+    revoked = verdict.verified and _is_revoked(policy, snapshot, verdict.ca_id, leaf_der)
+    if revoked == verdict.revoked:
+        return verdict
+    fields = attrs.evolve(verdict.fields, cert_revoked=revoked)
+    reason = Reason.REVOKED if revoked else reason_for_code(verdict.openssl_code)
+    return attrs.evolve(verdict, revoked=revoked, reason=reason, fields=fields)
