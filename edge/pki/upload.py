@@ -81,10 +81,24 @@ def parse_bundle(text: str | bytes) -> ParsedBundle:
         try:
             with warnings.catch_warnings():  # e.g. a negative serial: parsed, and shown as is
                 warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                certificates.append(x509.load_pem_x509_certificate(block[0].encode("ascii")))
+                certificate = x509.load_pem_x509_certificate(block[0].encode("ascii"))
+                _read_every_field(certificate)
         except (ValueError, x509.InvalidVersion):
             raise UploadRejected(UNPARSEABLE) from None
+        certificates.append(certificate)
     return ParsedBundle(tuple(certificates))
+
+
+def _read_every_field(certificate: x509.Certificate) -> None:
+    """cryptography decodes names and extensions lazily: read now everything the store and its
+    result object render, so an undecodable one is refused here, not met later as a crash."""
+    formats.dn_rfc2253(certificate.issuer)
+    formats.dn_rfc2253(certificate.subject)
+    formats.serial_decimal(certificate)
+    formats.signature_name(certificate)
+    formats.fingerprint_sha256(certificate)
+    certificate.not_valid_after_utc
+    certificate.extensions
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:
