@@ -17,16 +17,10 @@ from typing import IO
 import attrs
 import trio
 import trio.testing
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edge.clients import ClientResult, client_context, visit
-from edge.control import commands as c
 from edge.control.errors import ApiError
 from edge.control.plane import Link
-from edge.control.records import Rule
 from edge.control.store import Settings
 from edge.deployment import Deployment
 from edge.node.identity import EdgeIdentity
@@ -36,6 +30,7 @@ from edge.scenario import model as m
 from edge.scenario.model import FIRST_PHASE
 from edge.scenario.pki import Ca, build_cas, fleet_credential
 from edge.scenario.tally import Tally
+from edge.scenario.tenancy import CONTROL_ACTIONS, Tenancy
 
 DRAIN_TIMEOUT = 600.0  # simulated seconds; far beyond any node's handshake and idle timeouts
 
@@ -92,10 +87,7 @@ class Runner:
         self.phases: list[tuple[str, dt.timedelta]] = [(FIRST_PHASE, dt.timedelta(0))]
         self.rejected: list[RejectedAction] = []
         self.client_outcomes: dict[str, dict[str, int]] = {f.name: {} for f in scenario.fleets}
-        self.accounts: dict[str, str] = {}
-        self.zones: dict[str, str] = {}
-        self.uploads: dict[str, str] = {}
-        self.managed: dict[str, tuple[str, str]] = {}  # fleet -> (zone id, certificate id)
+        self.tenancy: Tenancy | None = None
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -125,7 +117,8 @@ class Runner:
         )
         async with trio.open_nursery() as root:
             await deployment.start_in(root)
-            await self._set_up_tenants(deployment)
+            self.tenancy = Tenancy(deployment.plane, cas)
+            await self.tenancy.set_up(scenario.tenants)
             settings = NodeSettings(
                 handshake_timeout=scenario.edge.handshake_timeout.total_seconds(),
                 idle_timeout=scenario.edge.request_timeout.total_seconds(),
@@ -133,9 +126,9 @@ class Runner:
             )
             for name in scenario.node_names:
                 await deployment.add_node(name, link=Link(self._delay(name)), settings=settings)
-            credentials = await self._credentials(deployment, cas)
+            credentials = await self._credentials(cas)
             async with trio.open_nursery() as activity:
-                activity.start_soon(self._play_timeline, deployment, cas)
+                activity.start_soon(self._play_timeline, deployment)
                 for fleet in scenario.fleets:
                     context = client_context(
                         deployment.identity.configure_trust, credentials[fleet.name]
@@ -163,14 +156,6 @@ class Runner:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    async def _set_up_tenants(self, deployment: Deployment) -> None:
-        for tenant in self.scenario.tenants:
-            account = await deployment.plane.submit(c.CreateAccount(tenant.name, tenant.plan))
-            self.accounts[tenant.name] = account.id
-            for zone_name in tenant.zones:
-                zone = await deployment.plane.submit(c.CreateZone(account.id, zone_name))
-                self.zones[zone_name] = zone.id
-
     def _delay(self, node: str) -> Callable:
         """Seeded per node and snapshot version, so a snapshot's delay never changes."""
         spec = self.scenario.edge.propagation
@@ -181,43 +166,27 @@ class Runner:
 
         return delay
 
-    async def _credentials(self, deployment: Deployment, cas: dict[str, Ca]) -> dict:
+    async def _credentials(self, cas: dict[str, Ca]) -> dict:
         start = self.scenario.meta.start
         credentials: dict[str, Credential | None] = {}
         for fleet in self.scenario.fleets:
             cert = fleet.cert
             if cert is not None and cert.source is m.CertSource.MANAGED:
-                credentials[fleet.name] = await self._managed_credential(deployment, fleet)
+                credentials[fleet.name] = await self.tenancy.managed_credential(fleet)
             else:
                 credentials[fleet.name] = fleet_credential(fleet, cas, start)
         return credentials
 
-    async def _managed_credential(self, deployment: Deployment, fleet: m.FleetSpec) -> Credential:
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fleet.name)]))
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
-            .decode("ascii")
-        )
-        zone_id = self.zones[fleet.cert.zone]
-        issued = await deployment.plane.submit(
-            c.CreateClientCertificate(zone_id, csr, fleet.cert.validity_days)
-        )
-        self.managed[fleet.name] = (zone_id, issued.id)
-        return Credential(x509.load_pem_x509_certificate(issued.certificate.encode()), key)
-
     # --- timeline -------------------------------------------------------------------------
 
-    async def _play_timeline(self, deployment: Deployment, cas: dict[str, Ca]) -> None:
+    async def _play_timeline(self, deployment: Deployment) -> None:
         entries = sorted(enumerate(self.scenario.timeline), key=lambda pair: pair[1].at)
         for index, entry in entries:
             await trio.sleep_until(entry.at.total_seconds())
             if entry.phase is not None:
                 self._open_phase(entry.phase, entry.at)
             try:
-                await self._act(deployment, cas, entry)
+                await self._act(deployment, entry)
             except ApiError as err:
                 self.rejected.append(
                     RejectedAction(index, entry.at, entry.action.value, err.code, err.message)
@@ -234,42 +203,15 @@ class Runner:
         self.phase = name
         self.phases.append((name, at))
 
-    async def _act(self, deployment: Deployment, cas: dict[str, Ca], entry: m.TimelineEntry):
-        kind, submit = entry.action, deployment.plane.submit
-        if kind is m.ActionKind.UPLOAD_CA:
-            record = await submit(
-                c.UploadCaCertificate(
-                    self.accounts[entry.tenant], cas[entry.ca].bundle_pem,
-                    name=entry.name or entry.ca,
-                )
-            )
-            self.uploads[entry.name or entry.ca] = record.id
-        elif kind is m.ActionKind.ASSOCIATE:
-            ca_id = None if entry.ca in (None, "managed") else self.uploads[entry.ca]
-            await submit(c.PutHostnameAssociations(self.zones[entry.zone], entry.hostnames, ca_id))
-        elif kind is m.ActionKind.DEPLOY_RULES:
-            rules = [Rule(r.expression, r.action, r.description, r.enabled) for r in entry.rules]
-            await submit(c.PutCustomRules(self.zones[entry.zone], rules))
-        elif kind is m.ActionKind.DELETE_CA:
-            await submit(c.DeleteCaCertificate(self.accounts[entry.tenant], self.uploads[entry.ca]))
-        elif kind in (m.ActionKind.REVOKE, m.ActionKind.REACTIVATE):
-            zone_id, cert_id = self._managed_certificate(entry.fleet)
-            command = c.RevokeClientCertificate if kind is m.ActionKind.REVOKE else (
-                c.ReactivateClientCertificate
-            )
-            await submit(command(zone_id, cert_id))
-        elif kind is m.ActionKind.PARTITION:
+    async def _act(self, deployment: Deployment, entry: m.TimelineEntry) -> None:
+        if entry.action in CONTROL_ACTIONS:
+            await self.tenancy.act(entry)
+        elif entry.action is m.ActionKind.PARTITION:
             deployment.links[entry.node].cut()
-        elif kind is m.ActionKind.HEAL:
+        elif entry.action is m.ActionKind.HEAL:
             deployment.links[entry.node].heal()
-        elif kind is m.ActionKind.RESTART_NODE:
+        elif entry.action is m.ActionKind.RESTART_NODE:
             deployment.restart_node(entry.node)
-
-    def _managed_certificate(self, fleet: str) -> tuple[str, str]:
-        try:
-            return self.managed[fleet]
-        except KeyError:
-            raise ApiError(1480, f"fleet {fleet!r} carries no managed-CA certificate") from None
 
     # --- clients --------------------------------------------------------------------------
 
