@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -155,3 +156,50 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
         raise click.BadParameter(str(err), param_hint="--budget") from None
     sys.exit(run_fuzz(budget=limit, max_examples=max_examples, seed=seed, out=out,
                       json_path=json_path, quiet=quiet))
+
+
+@main.command("serve")
+@click.argument("scenario_file", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--listen", default="127.0.0.1:8443", show_default=True,
+              help="HOST:PORT for mTLS (port 0: any free port).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --listen address that is not loopback.")
+@click.option("--events", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append every event as JSON Lines to this file.")
+@click.option("--server-ca-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the edge's server CA (PEM) here for clients to trust.")
+@click.option("--quiet", is_flag=True, help="No line per request on the terminal.")
+def serve(scenario_file, listen, allow_remote, events, server_ca_out, quiet) -> None:
+    """Serve the edge on real TCP, for real clients and their real certificates.
+
+    SCENARIO_FILE (optional) sets up its tenants, CAs, associations and rules; without it the
+    edge starts with one Enterprise account and the zone example.com. Ctrl-C stops it.
+    """
+    import trio
+
+    from edge.scenario.loader import ScenarioError
+    from edge.serve import ServeError, parse_listen
+    from edge.serve import serve as run_serve
+
+    try:
+        address = parse_listen(listen, allow_remote=allow_remote)
+    except ServeError as err:
+        raise click.BadParameter(str(err), param_hint="--listen") from None
+    try:
+        with open(events, "a", encoding="utf-8") if events else _nothing() as sink:
+            trio.run(lambda: run_serve(scenario_file, listen=address, events=sink,
+                                       server_ca_out=server_ca_out, per_request=not quiet))
+    except ScenarioError as err:
+        click.echo(str(err), err=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, BaseExceptionGroup) as stopped:
+        interrupted = isinstance(stopped, KeyboardInterrupt) or stopped.subgroup(KeyboardInterrupt)
+        if not interrupted:
+            raise
+        click.echo("edge: stopped (Ctrl-C); every event was written", err=True)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None

@@ -30,7 +30,7 @@ def main(path: Path, *, events=None, summary=None, plot=None, seed=None, quiet=F
         return INVALID
     if plot is not None:
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib  # noqa: F401  (only: is it installed?)
         except ImportError:
             _error("--plot needs matplotlib: pip install matplotlib (or, in edge's source tree, "
                    "pip install '.[plot]')")

@@ -1,0 +1,96 @@
+"""`edge serve`: the edge on real loopback TCP, with curl as the client."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+import trio
+from cryptography.hazmat.primitives import serialization
+
+from edge.pki.issuer import Authority
+from edge.serve import ServeError, parse_listen, serve
+
+SCENARIO = """
+[meta]
+name = "served"
+start = 2026-01-01T00:00:00Z
+duration = "1h"
+[pki.corp]
+pem = "corp.pem"
+key_pem = "corp.key"
+[[tenants]]
+name = "corp"
+zones = ["example.com"]
+[[timeline]]
+at = "0s"
+action = "upload_ca"
+tenant = "corp"
+ca = "corp"
+[[timeline]]
+at = "1s"
+action = "associate"
+zone = "example.com"
+hostnames = ["api.example.com"]
+ca = "corp"
+[[timeline]]
+at = "2s"
+action = "deploy_rules"
+zone = "example.com"
+rules = [{ expression = "not cf.tls_client_auth.cert_verified", action = "block" }]
+"""
+
+
+def test_listen_addresses():
+    assert parse_listen("127.0.0.1:8443", allow_remote=False) == ("127.0.0.1", 8443)
+    assert parse_listen("[::1]:0", allow_remote=False) == ("::1", 0)
+    with pytest.raises(ServeError, match="not a loopback address"):
+        parse_listen("0.0.0.0:8443", allow_remote=False)
+    assert parse_listen("0.0.0.0:8443", allow_remote=True) == ("0.0.0.0", 8443)
+    with pytest.raises(ServeError, match="expected HOST:PORT"):
+        parse_listen("localhost", allow_remote=False)
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_with_and_without_a_client_certificate(tmp_path):
+    corp = Authority.root({"CN": "Served Corp Root"})
+    (tmp_path / "corp.pem").write_text(corp.certificate_pem)
+    (tmp_path / "corp.key").write_bytes(_pem_key(corp.key))
+    scenario = tmp_path / "served.toml"
+    scenario.write_text(SCENARIO)
+    client = corp.issue("device")
+    (tmp_path / "client.pem").write_bytes(client.cert_chain_pem())
+    (tmp_path / "client.key").write_bytes(_pem_key(client.key))
+    events, lines = io.StringIO(), []
+    async with trio.open_nursery() as nursery:
+        host, port, ca_path = await nursery.start(
+            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), events=events,
+                                      say=lines.append, task_status=task_status)
+        )
+
+        async def curl(*options: str) -> str:
+            done = await trio.run_process(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(ca_path),
+                 "--resolve", f"api.example.com:{port}:{host}", *options,
+                 f"https://api.example.com:{port}/orders"],
+                capture_stdout=True, check=False,
+            )
+            return done.stdout.decode()
+
+        with_cert = await curl("--cert", str(tmp_path / "client.pem"),
+                               "--key", str(tmp_path / "client.key"))
+        without = await curl()
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert (with_cert, without) == ("200", "403")
+    records = [json.loads(line) for line in events.getvalue().splitlines()]
+    requests = [r for r in records if r["kind"] == "request"]
+    assert [(r["status"], r["reason"]) for r in requests] == [(200, "OK"), (403, "NO_CERT")]
+    assert any("/orders -> 403 block (NO_CERT)" in line for line in lines)
