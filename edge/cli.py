@@ -169,8 +169,13 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
               help="Append every event as JSON Lines to this file.")
 @click.option("--server-ca-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the edge's server CA (PEM) here for clients to trust.")
+@click.option("--api", "api_listen", help="HOST:PORT for the Cloudflare-v4-shaped control-plane "
+              "API (e.g. 127.0.0.1:8080); off unless given.")
+@click.option("--token", envvar="EDGE_API_TOKEN",
+              help="The API's Bearer token (or EDGE_API_TOKEN); generated and printed if absent.")
 @click.option("--quiet", is_flag=True, help="No line per request on the terminal.")
-def serve(scenario_file, listen, allow_remote, events, server_ca_out, quiet) -> None:
+def serve(scenario_file, listen, allow_remote, events, server_ca_out, api_listen, token,
+          quiet) -> None:
     """Serve the edge on real TCP, for real clients and their real certificates.
 
     SCENARIO_FILE (optional) sets up its tenants, CAs, associations and rules; without it the
@@ -187,9 +192,14 @@ def serve(scenario_file, listen, allow_remote, events, server_ca_out, quiet) -> 
     except ServeError as err:
         raise click.BadParameter(str(err), param_hint="--listen") from None
     try:
+        api = None if api_listen is None else parse_listen(api_listen, allow_remote=allow_remote)
+    except ServeError as err:
+        raise click.BadParameter(str(err), param_hint="--api") from None
+    try:
         with open(events, "a", encoding="utf-8") if events else _nothing() as sink:
-            trio.run(lambda: run_serve(scenario_file, listen=address, events=sink,
-                                       server_ca_out=server_ca_out, per_request=not quiet))
+            trio.run(lambda: run_serve(scenario_file, listen=address, api=api, token=token,
+                                       events=sink, server_ca_out=server_ca_out,
+                                       per_request=not quiet))
     except ScenarioError as err:
         click.echo(str(err), err=True)
         sys.exit(2)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import attrs
 import trio
 
 from edge.collector import Collector
@@ -34,12 +36,21 @@ NODE = "local"
 DEFAULT_ZONE = "example.com"
 
 
+@attrs.frozen
+class Served:
+    host: str
+    port: int
+    server_ca: Path
+    api_url: str | None  # e.g. http://127.0.0.1:8080, without /client/v4
+
+
 class ServeError(ValueError):
     """The server cannot start as asked (address, file); nothing was started."""
 
 
 def parse_listen(text: str, *, allow_remote: bool) -> tuple[str, int]:
-    """`HOST:PORT` (port 0: any free port); a non-loopback host needs `allow_remote`."""
+    """`HOST:PORT` (port 0: any free port); a non-loopback host needs `allow_remote`. The same
+    rule for the mTLS port and the API port."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     try:
@@ -106,17 +117,38 @@ async def _set_up(deployment: Deployment, scenario: m.Scenario | None, base: Pat
         say(f"zone {zone_id} ({name})")
 
 
+async def _serve_api(nursery, plane, api: tuple[str, int], token: str, say) -> str:
+    """The control-plane API on `api`, behind hypercorn (an HTTP server that runs on Trio)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as serve_asgi
+
+    from edge.api.app import build_app
+
+    config = Config()
+    config.bind = [f"{api[0]}:{api[1]}"]
+    config.accesslog = None
+    config.errorlog = None
+    binds = await nursery.start(
+        lambda task_status: serve_asgi(build_app(plane, frozenset({token})), config,
+                                       task_status=task_status)
+    )
+    say(f"control-plane API on {binds[0]}/client/v4 (Authorization: Bearer <token>)")
+    return binds[0]
+
+
 async def serve(
     scenario_path: Path | None,
     *,
     listen: tuple[str, int],
+    api: tuple[str, int] | None = None,
+    token: str | None = None,
     events: IO[str] | None = None,
     server_ca_out: Path | None = None,
     say: Callable[[str], None] = print,
     per_request: bool = True,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled; `task_status.started((host, port, server_ca_path))`."""
+    """Run until cancelled; `task_status.started(Served(...))` once listening."""
     scenario, base = load(scenario_path) if scenario_path is not None else (None, None)
     zones = [z for t in scenario.tenants for z in t.zones] if scenario else [DEFAULT_ZONE]
     identity = EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z)))
@@ -137,4 +169,10 @@ async def serve(
         for listener in listeners:
             await nursery.start(node.serve, TcpListener(listener))
         say(f"edge serving mTLS on {host}:{port}; clients trust the edge's server CA: {ca_path}")
-        task_status.started((host, port, ca_path))
+        api_url = None
+        if api is not None:
+            if token is None:
+                token = secrets.token_urlsafe(24)
+                say(f"API token (generated): {token}")
+            api_url = await _serve_api(nursery, deployment.plane, api, token, say)
+        task_status.started(Served(host, port, ca_path, api_url))

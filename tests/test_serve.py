@@ -70,10 +70,11 @@ async def test_curl_with_and_without_a_client_certificate(tmp_path):
     (tmp_path / "client.key").write_bytes(_pem_key(client.key))
     events, lines = io.StringIO(), []
     async with trio.open_nursery() as nursery:
-        host, port, ca_path = await nursery.start(
+        served = await nursery.start(
             lambda task_status: serve(scenario, listen=("127.0.0.1", 0), events=events,
                                       say=lines.append, task_status=task_status)
         )
+        host, port, ca_path = served.host, served.port, served.server_ca
 
         async def curl(*options: str) -> str:
             done = await trio.run_process(
