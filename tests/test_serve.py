@@ -95,3 +95,86 @@ async def test_curl_with_and_without_a_client_certificate(tmp_path):
     requests = [r for r in records if r["kind"] == "request"]
     assert [(r["status"], r["reason"]) for r in requests] == [(200, "OK"), (403, "NO_CERT")]
     assert any("/orders -> 403 block (NO_CERT)" in line for line in lines)
+
+
+FORWARDING_AND_LOG = """
+[meta]
+name = "served-log"
+start = 2026-01-01T00:00:00Z
+duration = "1h"
+[pki.corp]
+pem = "corp.pem"
+key_pem = "corp.key"
+[[tenants]]
+name = "corp"
+zones = ["example.com"]
+[[timeline]]
+at = "0s"
+action = "upload_ca"
+tenant = "corp"
+ca = "corp"
+[[timeline]]
+at = "1s"
+action = "associate"
+zone = "example.com"
+hostnames = ["api.example.com"]
+ca = "corp"
+[[timeline]]
+at = "2s"
+action = "deploy_rules"
+zone = "example.com"
+rules = [{ expression = "not cf.tls_client_auth.cert_verified", action = "log" }]
+"""
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+async def test_openssl_s_client_no_sni_and_plain_http_on_the_tls_port(tmp_path):
+    corp = Authority.root({"CN": "Served Corp Root"})
+    (tmp_path / "corp.pem").write_text(corp.certificate_pem)
+    (tmp_path / "corp.key").write_bytes(_pem_key(corp.key))
+    scenario = tmp_path / "served.toml"
+    scenario.write_text(FORWARDING_AND_LOG)
+    client = corp.issue("device")
+    (tmp_path / "client.pem").write_bytes(client.cert_chain_pem())
+    (tmp_path / "client.key").write_bytes(_pem_key(client.key))
+    events = io.StringIO()
+    async with trio.open_nursery() as nursery:
+        served = await nursery.start(
+            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), events=events,
+                                      say=lambda line: None, task_status=task_status)
+        )
+        address = f"{served.host}:{served.port}"
+
+        async def s_client(*options: str, request: bytes) -> str:
+            done = await trio.run_process(
+                ["openssl", "s_client", "-connect", address, "-quiet", "-CAfile",
+                 str(served.server_ca), *options],
+                stdin=request, capture_stdout=True, capture_stderr=True, check=False,
+            )
+            return done.stdout.decode(errors="replace")
+
+        get = b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n"
+        verified = await s_client("-servername", "api.example.com", "-cert",
+                                  str(tmp_path / "client.pem"), "-key",
+                                  str(tmp_path / "client.key"), request=get)
+        unverified = await s_client("-servername", "api.example.com", request=get)
+        no_sni = await s_client("-noservername", request=get)
+        # plain HTTP on the TLS port: that connection fails, the edge goes on
+        stream = await trio.open_tcp_stream(served.host, served.port)
+        await stream.send_all(get)
+        with trio.move_on_after(5):
+            while await stream.receive_some(4096):
+                pass
+        await stream.aclose()
+        after = await s_client("-servername", "api.example.com", request=get)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    # log mode: both get through, and the event says which one verified
+    assert verified.startswith("HTTP/1.1 200") and unverified.startswith("HTTP/1.1 200")
+    assert no_sni.startswith("HTTP/1.1 200") and after.startswith("HTTP/1.1 200")
+    records = [json.loads(line) for line in events.getvalue().splitlines()]
+    requests = [r for r in records if r["kind"] == "request"]
+    assert [(r["decision"], r["reason"]) for r in requests] == [
+        ("allow", "OK"), ("log", "NO_CERT"), ("log", "NO_CERT"), ("log", "NO_CERT")]
+    failed = [r for r in records if r["kind"] == "connection" and r["outcome"] != "ok"]
+    assert [r["outcome"] for r in failed] == ["handshake_failed"]
