@@ -200,7 +200,7 @@ def serve(scenario_file, listen, allow_remote, events, server_ca_out, api_listen
             trio.run(lambda: run_serve(scenario_file, listen=address, api=api, token=token,
                                        events=sink, server_ca_out=server_ca_out,
                                        per_request=not quiet))
-    except ScenarioError as err:
+    except (ScenarioError, ServeError) as err:
         click.echo(str(err), err=True)
         sys.exit(2)
     except (KeyboardInterrupt, BaseExceptionGroup) as stopped:

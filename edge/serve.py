@@ -149,12 +149,22 @@ async def serve(
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled; `task_status.started(Served(...))` once listening."""
+    if api is not None and token == "":
+        raise ServeError("--token: an empty token would let anyone in")
     scenario, base = load(scenario_path) if scenario_path is not None else (None, None)
     zones = [z for t in scenario.tenants for z in t.zones] if scenario else [DEFAULT_ZONE]
     identity = EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z)))
-    ca_path = server_ca_out or Path(tempfile.mkdtemp(prefix="edge-serve-")) / "server-ca.pem"
-    identity.ca.cert_pem.write_to_path(str(ca_path))
     collector = _Announcing(say if per_request else None, events)
+    with tempfile.TemporaryDirectory(prefix="edge-serve-") as folder:
+        ca_path = server_ca_out or Path(folder) / "server-ca.pem"
+        identity.ca.cert_pem.write_to_path(str(ca_path))
+        await _run(identity, collector, scenario, base, listen=listen, api=api, token=token,
+                   ca_path=ca_path, say=say, task_status=task_status)
+
+
+async def _run(identity: EdgeIdentity, collector: Collector, scenario, base, *, listen, api,
+               token, ca_path, say, task_status) -> None:
+    """Serve until cancelled, the server CA written at `ca_path` for as long as it runs."""
     async with trio.open_nursery() as nursery:
         deployment = Deployment(
             start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=trio.current_time()),
@@ -164,7 +174,8 @@ async def serve(
         await _set_up(deployment, scenario, base, say)
         node = await deployment.add_node(NODE)
         await deployment.settle()
-        listeners = await trio.open_tcp_listeners(listen[1], host=listen[0])
+        host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
+        listeners = await trio.open_tcp_listeners(listen[1], host=host)
         host, port = listeners[0].socket.getsockname()[:2]
         for listener in listeners:
             await nursery.start(node.serve, TcpListener(listener))

@@ -160,3 +160,32 @@ async def test_bad_input_over_the_wire_changes_nothing(nursery):
     assert listed["result"] == []  # the store is unchanged
     assert await get(served, None, "www.example.com") == 200  # and the edge still serves
     nursery.cancel_scope.cancel()
+
+
+async def test_odd_headers_and_bodies_get_the_envelope_never_a_500(nursery):
+    served = await start(nursery)
+    base = f"{served.api_url}/client/v4"
+
+    def calls() -> list[tuple[int, dict]]:
+        answers = []
+        with httpx.Client() as http:
+            for header in (b"Bearer t\xe9", b"Bearer \xff\xfe", b"Basic dXNlcg=="):
+                answers.append(http.get(f"{base}/accounts", headers={"Authorization": header}))
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            account = http.get(f"{base}/accounts", headers=auth).json()["result"][0]["id"]
+            answers.append(http.post(f"{base}/accounts/{account}/mtls_certificates",
+                                     headers=auth, content=b"[" * 100_000))
+        return [(a.status_code, a.json()) for a in answers]
+
+    answers = await trio.to_thread.run_sync(calls)
+    assert [status for status, _ in answers] == [403, 403, 401, 400]
+    assert all(body["success"] is False for _, body in answers)
+    nursery.cancel_scope.cancel()
+
+
+async def test_an_empty_token_is_refused():
+    from edge.serve import ServeError
+
+    with pytest.raises(ServeError, match="empty token"):
+        await serve(None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token="",
+                    say=lambda line: None)

@@ -105,3 +105,32 @@ async def test_a_session_from_another_trust_set_is_not_trusted(nursery, autojump
     again, status, _, _ = await connect(world, context, session)
     assert status == 403 and not again.verdict.verified
     assert again.verdict.reason is Reason.UNKNOWN_CA
+
+
+async def test_a_resumed_session_names_the_hostnames_own_ca_when_tenants_share_one(
+    nursery, autojump_clock
+):
+    """Two accounts upload the very same CA: one trust set, two CA ids. A session verified on
+    tenant A's hostname and resumed on tenant B's carries B's CA id, never A's."""
+    world = await ticketed_world(nursery)
+    plane = world.deployment.plane
+    other = await plane.submit(c.CreateAccount("twin"))
+    zone = await plane.submit(c.CreateZone(other.id, "example.net"))
+    twin = await plane.submit(c.UploadCaCertificate(other.id, tenant().certificate_pem))
+    await plane.submit(c.PutHostnameAssociations(zone.id, ["api.example.net"], twin.id))
+    await world.deployment.settle()
+    context = client_context(world.deployment.identity.configure_trust,
+                             tenant().issue("device"))
+    first, status, session, _ = await connect(world, context)
+    assert status == 200 and first.verdict.ca_id == world.ids["ca"]
+    accepted = world.deployment.network.connect("n1")
+    channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
+                              server_hostname="api.example.net")
+    channel.ssl_object.session = session
+    await channel.handshake()
+    await request(channel, h11.Connection(h11.CLIENT), "api.example.net", "/")
+    reused = channel.ssl_object.session_reused
+    await channel.aclose()
+    await world.drain()
+    resumed = world.collector.connection(accepted.conn_id).verdict
+    assert reused and resumed.verified and resumed.ca_id == twin.id

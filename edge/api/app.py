@@ -74,7 +74,7 @@ async def _body(request: Request) -> dict:
         raise _BadRequest(f"request body above {MAX_BODY} bytes", 413, BODY_TOO_LARGE)
     try:
         data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _BadRequest("request body: expected a JSON object") from None
     if not isinstance(data, dict):
         raise _BadRequest("request body: expected a JSON object")
@@ -121,6 +121,8 @@ Handler = Callable[[Request, ControlPlane], Awaitable[JSONResponse]]
 
 def build_app(plane: ControlPlane, tokens: frozenset[str]) -> Starlette:
     """The API app over `plane`, accepting `Authorization: Bearer <token>` for `tokens`."""
+    if not tokens or not all(tokens):
+        raise ValueError("the API needs at least one non-empty token")
 
     def route(path: str, methods: list[str], handler: Handler) -> Route:
         async def endpoint(request: Request) -> JSONResponse:
@@ -144,15 +146,21 @@ def build_app(plane: ControlPlane, tokens: frozenset[str]) -> Starlette:
             return failure(METHOD_NOT_ALLOWED, f"{request.method} is not allowed here", 405)
         return failure(ROUTE_UNKNOWN, f"Could not route to {request.url.path}", 404)
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        """A bug in a handler still answers with the envelope, never a bare 500 page."""
+        return failure(e.INTERNAL_ERROR, f"internal error: {type(exc).__name__}", 500)
+
+    return Starlette(routes=routes, exception_handlers={
+        404: not_found, 405: not_found, Exception: internal,
+    })
 
 
 def _authenticate(request: Request, tokens: frozenset[str]) -> JSONResponse | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         return failure(AUTH_MISSING, "Missing Authorization: Bearer <API token>", 401)
-    given = header[7:].strip()
-    if not any(hmac.compare_digest(given, token) for token in tokens):
+    given = header[7:].strip().encode("utf-8", "surrogateescape")
+    if not given or not any(hmac.compare_digest(given, token.encode()) for token in tokens):
         return failure(AUTH_FAILED, "Authentication error", 403)
     return None
 

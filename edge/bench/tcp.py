@@ -113,6 +113,16 @@ def load_process(material: Material, port: int, seconds: float, concurrency: int
 # --- one measurement ---------------------------------------------------------------------------
 
 
+def _end(process) -> None:
+    """Stop a bench process for sure: terminate, then kill if it does not go."""
+    if process.is_alive():
+        process.terminate()
+        process.join(10)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
 def _wait_for_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,10 +142,13 @@ def measure(start_server: Callable[[int], Callable[[], None]], material: Materia
     try:
         _wait_for_port(port)
         out = _spawn.Queue()
-        loader = _spawn.Process(target=load_process, args=(material, port, seconds, concurrency, out))
+        loader = _spawn.Process(target=load_process, args=(material, port, seconds, concurrency, out),
+                                daemon=True)
         loader.start()
-        ok, failed, elapsed = out.get(timeout=seconds + 120)
-        loader.join()
+        try:
+            ok, failed, elapsed = out.get(timeout=seconds + 120)
+        finally:
+            _end(loader)
     finally:
         stop()
     if ok == 0:
@@ -148,19 +161,19 @@ def python_servers(target, material: Material, workers: int = 1):
 
     def start(port: int) -> Callable[[], None]:
         processes = []
+
+        def stop() -> None:
+            for process in processes:
+                _end(process)
+
         for _ in range(workers):
             ready = _spawn.Event()
             process = _spawn.Process(target=target, args=(material, port, ready), daemon=True)
             process.start()
-            if not ready.wait(60):
-                raise RuntimeError("a bench server did not start within 60 s")
             processes.append(process)
-
-        def stop() -> None:
-            for process in processes:
-                process.terminate()
-                process.join(10)
-
+            if not ready.wait(60):
+                stop()
+                raise RuntimeError("a bench server did not start within 60 s")
         return stop
 
     return start
@@ -184,7 +197,11 @@ def openssl_server(material: Material):
 
         def stop() -> None:
             process.terminate()
-            process.wait(10)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
         return stop
 

@@ -37,13 +37,16 @@ def main(*, budget: dt.timedelta | None, max_examples: int, seed: int, out: Path
             size = min(BATCH, max_examples - sum(counts.values()))
             report = run(size, seed=seed + batch, save_dir=out,
                          max_saved=max(50 - len(findings), 0))
+            if not report.examples:
+                break  # nothing more can be generated: stop rather than spin
             counts.update(report.counts)
             findings.extend(report.findings)
             seconds += report.seconds
             batch += 1
             done = sum(counts.values())
             bar.update(task, completed=done,
-                       info=f"{done} chains, {len(findings)} findings, {done / seconds:.0f}/s")
+                       info=f"{done} chains, {len(findings)} findings, "
+                            f"{done / seconds if seconds else 0:.0f}/s")
     examples = sum(counts.values())
     data = {
         "examples": examples,

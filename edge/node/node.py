@@ -228,16 +228,20 @@ class EdgeNode:
             leaf = ssl_object.getpeercert(binary_form=True)
             known = self._sessions.get((leaf, state.policy.trust.key)) if leaf else None
             if known is not None:
-                return verdicts.resumed(known, state.policy, snapshot, leaf)
-        verdict = self._full_verdict(state, ssl_object)
+                verdict, anchor = known
+                return verdicts.resumed(verdict, state.policy, snapshot, leaf, anchor)
+        verdict, anchor = self._full_verdict(state, ssl_object)
         if self.settings.num_tickets and verdict.presented:
             self._sessions.put((ssl_object.getpeercert(binary_form=True), state.policy.trust.key),
-                               verdict)
+                               (verdict, anchor))
         return verdict
 
-    def _full_verdict(self, state: _Connection, ssl_object: ssl.SSLObject) -> verdicts.Verdict:
+    def _full_verdict(self, state: _Connection, ssl_object: ssl.SSLObject):
+        """The verdict, and the fingerprint of the anchor it verified to (for resumptions)."""
         peer = openssl.peer_verification(ssl_object)
         first = peer.verdict
+        built = peer.verified_chain_der
+        anchor = verdicts.anchor_fingerprint(built) if built else None
         return verdicts.decide(
             state.policy,
             state.snapshot,
@@ -247,7 +251,7 @@ class EdgeNode:
             openssl_code=first.code if first else 0,
             openssl_message=first.message if first else "ok",
             depth=first.depth if first else -1,
-        )
+        ), anchor
 
     # --- HTTP -----------------------------------------------------------------------------
 

@@ -139,6 +139,11 @@ def _fingerprint(der: bytes) -> str:
     return formats.fingerprint_sha256(x509.load_der_x509_certificate(der))
 
 
+def anchor_fingerprint(built_chain: Sequence[bytes]) -> str:
+    """The SHA-256 of the chain's last certificate: the trust anchor OpenSSL verified to."""
+    return _fingerprint(built_chain[-1])
+
+
 def _rfc9440(ders: Sequence[bytes]) -> str:
     return ",".join(":" + base64.b64encode(der).decode("ascii") + ":" for der in ders)
 
@@ -203,7 +208,7 @@ def decide(
     if leaf_der is None:
         return attrs.evolve(NOT_REQUESTED, requested=True)
     verified = openssl_code == 0
-    ca = policy.ca_with_fingerprint(_fingerprint(built_chain[-1])) if built_chain else None
+    ca = policy.ca_with_fingerprint(anchor_fingerprint(built_chain)) if built_chain else None
     if verified and ca is None:
         # Verified to no CA of this hostname, or with no chain at all (a resumed session is not
         # verified again): never trust that.
@@ -234,14 +239,23 @@ def _is_revoked(policy: HostPolicy, snapshot: EdgeConfig, ca_id: str | None, lea
 
 
 def resumed(
-    verdict: Verdict, policy: HostPolicy, snapshot: EdgeConfig, leaf_der: bytes
+    verdict: Verdict, policy: HostPolicy, snapshot: EdgeConfig, leaf_der: bytes,
+    anchor_fingerprint: str | None,
 ) -> Verdict:
     """The verdict of a resumed session: the one of the handshake that verified its
     certificate (OpenSSL does not verify a resumed session again), with revocation looked up
     again in the current snapshot, since a revocation may have arrived since."""
-    revoked = verdict.verified and _is_revoked(policy, snapshot, verdict.ca_id, leaf_der)
-    if revoked == verdict.revoked:
+    if not verdict.verified:
         return verdict
+    # Same certificates may be uploaded by two tenants: the CA id is this hostname's own.
+    ca = policy.ca_with_fingerprint(anchor_fingerprint) if anchor_fingerprint else None
+    if ca is None:
+        return attrs.evolve(verdict, verified=False, revoked=False, ca_id=None,
+                            reason=reason_for_code(20), openssl_code=20,
+                            openssl_message="unable to get local issuer certificate",
+                            fields=attrs.evolve(verdict.fields, cert_verified=False,
+                                                cert_revoked=False))
+    revoked = _is_revoked(policy, snapshot, ca.ca_id, leaf_der)
     fields = attrs.evolve(verdict.fields, cert_revoked=revoked)
     reason = Reason.REVOKED if revoked else reason_for_code(verdict.openssl_code)
-    return attrs.evolve(verdict, revoked=revoked, reason=reason, fields=fields)
+    return attrs.evolve(verdict, ca_id=ca.ca_id, revoked=revoked, reason=reason, fields=fields)
