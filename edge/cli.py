@@ -19,8 +19,10 @@ from edge.pki import formats, upload
 def main() -> None:
     """Rehearse client-certificate (mTLS) enforcement on a simulated bring-your-own-CA edge.
 
-    Start with `edge run scenarios/byo-ca-rollout.toml`; `edge bench` measures handshake
-    throughput against baselines in the same run.
+    Start with `edge run scenarios/byo-ca-rollout.toml`. Also: `edge serve` (the edge and a
+    Cloudflare-v4-shaped API on loopback for real clients), `edge bench` (handshake throughput
+    against baselines in the same run), `edge fuzz` and `edge conformance` (the validation
+    logic against generated chains and x509-limbo).
     """
 
 
