@@ -39,7 +39,7 @@ ca = "corp"
 at = "2s"
 action = "deploy_rules"
 zone = "example.com"
-rules = [{ expression = "not cf.tls_client_auth.cert_verified", action = "block" }]
+rules = [{ expression = "not cf.tls_client_auth.cert_verified", action = "ACTION" }]
 """
 
 
@@ -58,16 +58,23 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
+def _files(folder, action: str):
+    """The scenario (its CA loaded from PEM files, with a rule of `action`) and a client
+    certificate from that CA as client.pem / client.key, all in `folder`."""
+    corp = Authority.root({"CN": "Served Corp Root"})
+    (folder / "corp.pem").write_text(corp.certificate_pem)
+    (folder / "corp.key").write_bytes(_pem_key(corp.key))
+    client = corp.issue("device")
+    (folder / "client.pem").write_bytes(client.cert_chain_pem())
+    (folder / "client.key").write_bytes(_pem_key(client.key))
+    scenario = folder / "served.toml"
+    scenario.write_text(SCENARIO.replace("ACTION", action))
+    return scenario
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 async def test_curl_with_and_without_a_client_certificate(tmp_path):
-    corp = Authority.root({"CN": "Served Corp Root"})
-    (tmp_path / "corp.pem").write_text(corp.certificate_pem)
-    (tmp_path / "corp.key").write_bytes(_pem_key(corp.key))
-    scenario = tmp_path / "served.toml"
-    scenario.write_text(SCENARIO)
-    client = corp.issue("device")
-    (tmp_path / "client.pem").write_bytes(client.cert_chain_pem())
-    (tmp_path / "client.key").write_bytes(_pem_key(client.key))
+    scenario = _files(tmp_path, "block")
     events, lines = io.StringIO(), []
     async with trio.open_nursery() as nursery:
         served = await nursery.start(
@@ -97,46 +104,11 @@ async def test_curl_with_and_without_a_client_certificate(tmp_path):
     assert any("/orders -> 403 block (NO_CERT)" in line for line in lines)
 
 
-FORWARDING_AND_LOG = """
-[meta]
-name = "served-log"
-start = 2026-01-01T00:00:00Z
-duration = "1h"
-[pki.corp]
-pem = "corp.pem"
-key_pem = "corp.key"
-[[tenants]]
-name = "corp"
-zones = ["example.com"]
-[[timeline]]
-at = "0s"
-action = "upload_ca"
-tenant = "corp"
-ca = "corp"
-[[timeline]]
-at = "1s"
-action = "associate"
-zone = "example.com"
-hostnames = ["api.example.com"]
-ca = "corp"
-[[timeline]]
-at = "2s"
-action = "deploy_rules"
-zone = "example.com"
-rules = [{ expression = "not cf.tls_client_auth.cert_verified", action = "log" }]
-"""
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 async def test_openssl_s_client_no_sni_and_plain_http_on_the_tls_port(tmp_path):
-    corp = Authority.root({"CN": "Served Corp Root"})
-    (tmp_path / "corp.pem").write_text(corp.certificate_pem)
-    (tmp_path / "corp.key").write_bytes(_pem_key(corp.key))
-    scenario = tmp_path / "served.toml"
-    scenario.write_text(FORWARDING_AND_LOG)
-    client = corp.issue("device")
-    (tmp_path / "client.pem").write_bytes(client.cert_chain_pem())
-    (tmp_path / "client.key").write_bytes(_pem_key(client.key))
+    scenario = _files(tmp_path, "log")
     events = io.StringIO()
     async with trio.open_nursery() as nursery:
         served = await nursery.start(
