@@ -175,9 +175,12 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
               "API (e.g. 127.0.0.1:8080); off unless given.")
 @click.option("--token", envvar="EDGE_API_TOKEN",
               help="The API's Bearer token (or EDGE_API_TOKEN); generated and printed if absent.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Edge processes sharing the mTLS port (SO_REUSEPORT), e.g. one per core; "
+                   "the control plane, API and events stay in the main process.")
 @click.option("--quiet", is_flag=True, help="No line per request on the terminal.")
 def serve(scenario_file, listen, allow_remote, events, server_ca_out, api_listen, token,
-          quiet) -> None:
+          workers, quiet) -> None:
     """Serve the edge on real TCP, for real clients and their real certificates.
 
     SCENARIO_FILE (optional) sets up its tenants, CAs, associations and rules; without it the
@@ -201,7 +204,7 @@ def serve(scenario_file, listen, allow_remote, events, server_ca_out, api_listen
         with open(events, "a", encoding="utf-8") if events else _nothing() as sink:
             trio.run(lambda: run_serve(scenario_file, listen=address, api=api, token=token,
                                        events=sink, server_ca_out=server_ca_out,
-                                       per_request=not quiet))
+                                       workers=workers, per_request=not quiet))
     except (ScenarioError, ServeError) as err:
         click.echo(str(err), err=True)
         sys.exit(2)

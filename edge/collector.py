@@ -70,9 +70,23 @@ class Collector:
         return self._send.clone()
 
     async def run(self) -> None:
+        """Record events until cancelled; what is already queued then is still recorded, so a
+        stopped `edge serve` writes every event its nodes sent."""
         async with self._receive:
-            async for event in self._receive:
-                await self.record(event)
+            try:
+                async for event in self._receive:
+                    await self.record(event)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._record_queued()
+
+    async def _record_queued(self) -> None:
+        while True:
+            try:
+                event = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            await self.record(event)
 
     async def record(self, event: Event) -> None:
         """Count and write one event; subclasses add their own tallies (and tests slow it down)."""

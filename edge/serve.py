@@ -27,10 +27,12 @@ from edge.deployment import Deployment
 from edge.events import Event, RequestEvent
 from edge.net import TcpListener
 from edge.node.identity import EdgeIdentity
+from edge.node.origin import EchoOrigin
 from edge.scenario import model as m
 from edge.scenario.loader import load
 from edge.scenario.pki import build_cas
 from edge.scenario.tenancy import Tenancy
+from edge.workers import Workers
 
 NODE = "local"
 DEFAULT_ZONE = "example.com"
@@ -117,7 +119,7 @@ async def _set_up(deployment: Deployment, scenario: m.Scenario | None, base: Pat
         say(f"zone {zone_id} ({name})")
 
 
-async def _serve_api(nursery, plane, api: tuple[str, int], token: str, say) -> str:
+async def _serve_api(nursery, plane, settle, api: tuple[str, int], token: str, say) -> str:
     """The control-plane API on `api`, behind hypercorn (an HTTP server that runs on Trio)."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as serve_asgi
@@ -129,8 +131,8 @@ async def _serve_api(nursery, plane, api: tuple[str, int], token: str, say) -> s
     config.accesslog = None
     config.errorlog = None
     binds = await nursery.start(
-        lambda task_status: serve_asgi(build_app(plane, frozenset({token})), config,
-                                       task_status=task_status)
+        lambda task_status: serve_asgi(build_app(plane, frozenset({token}), settle=settle),
+                                       config, task_status=task_status)
     )
     say(f"control-plane API on {binds[0]}/client/v4 (Authorization: Bearer <token>)")
     return binds[0]
@@ -144,11 +146,14 @@ async def serve(
     token: str | None = None,
     events: IO[str] | None = None,
     server_ca_out: Path | None = None,
+    workers: int = 1,
     say: Callable[[str], None] = print,
     per_request: bool = True,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until cancelled; `task_status.started(Served(...))` once listening."""
+    if workers < 1:
+        raise ServeError(f"--workers: expected at least 1, got {workers}")
     if api is not None and token == "":
         raise ServeError("--token: an empty token would let anyone in")
     scenario, base = load(scenario_path) if scenario_path is not None else (None, None)
@@ -159,11 +164,11 @@ async def serve(
         ca_path = server_ca_out or Path(folder) / "server-ca.pem"
         identity.ca.cert_pem.write_to_path(str(ca_path))
         await _run(identity, collector, scenario, base, listen=listen, api=api, token=token,
-                   ca_path=ca_path, say=say, task_status=task_status)
+                   workers=workers, ca_path=ca_path, say=say, task_status=task_status)
 
 
 async def _run(identity: EdgeIdentity, collector: Collector, scenario, base, *, listen, api,
-               token, ca_path, say, task_status) -> None:
+               token, workers, ca_path, say, task_status) -> None:
     """Serve until cancelled, the server CA written at `ca_path` for as long as it runs."""
     async with trio.open_nursery() as nursery:
         deployment = Deployment(
@@ -172,18 +177,32 @@ async def _run(identity: EdgeIdentity, collector: Collector, scenario, base, *, 
         )
         await deployment.start_in(nursery)
         await _set_up(deployment, scenario, base, say)
-        node = await deployment.add_node(NODE)
-        await deployment.settle()
         host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
-        listeners = await trio.open_tcp_listeners(listen[1], host=host)
-        host, port = listeners[0].socket.getsockname()[:2]
-        for listener in listeners:
-            await nursery.start(node.serve, TcpListener(listener))
-        say(f"edge serving mTLS on {host}:{port}; clients trust the edge's server CA: {ca_path}")
+        if workers == 1:
+            host, port = await _serve_in_process(nursery, deployment, (host, listen[1]))
+            settle = deployment.settle
+        else:
+            pool = Workers(workers, plane=deployment.plane, identity=identity,
+                           collector=collector, origin=EchoOrigin(), name=NODE)
+            host, port = await nursery.start(pool.run, (host, listen[1]))
+            settle = pool.settle
+        processes = f" in {workers} worker processes" if workers > 1 else ""
+        say(f"edge serving mTLS on {host}:{port}{processes}; clients trust the edge's server CA: "
+            f"{ca_path}")
         api_url = None
         if api is not None:
             if token is None:
                 token = secrets.token_urlsafe(24)
                 say(f"API token (generated): {token}")
-            api_url = await _serve_api(nursery, deployment.plane, api, token, say)
+            api_url = await _serve_api(nursery, deployment.plane, settle, api, token, say)
         task_status.started(Served(host, port, ca_path, api_url))
+
+
+async def _serve_in_process(nursery, deployment: Deployment, address) -> tuple[str, int]:
+    """One EdgeNode in this process, on every socket trio opens for `address`."""
+    node = await deployment.add_node(NODE, origin=EchoOrigin())
+    await deployment.settle()  # listen only once the configuration is in: no client sees a 503
+    listeners = await trio.open_tcp_listeners(address[1], host=address[0])
+    for listener in listeners:
+        await nursery.start(node.serve, TcpListener(listener))
+    return listeners[0].socket.getsockname()[:2]

@@ -3,6 +3,7 @@ HTTP for the bad inputs. Only 127.0.0.1."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import cloudflare
@@ -14,7 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edge.api.app import build_app
 from edge.clients import client_context, visit
+from edge.control import commands as c
+from edge.control.plane import ControlPlane
+from edge.control.store import Settings, new_store
 from edge.net import Accepted
 from edge.pki.issuer import Authority, Credential
 from edge.serve import serve
@@ -28,9 +33,9 @@ def corp(index: int = 0) -> Authority:
     return Authority.root({"CN": f"API Corp Root {index}"})
 
 
-async def start(nursery):
+async def start(nursery, workers: int = 1):
     return await nursery.start(lambda task_status: serve(
-        None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token=TOKEN,
+        None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token=TOKEN, workers=workers,
         say=lambda line: None, task_status=task_status))
 
 
@@ -55,8 +60,10 @@ def _csr() -> tuple[str, ec.EllipticCurvePrivateKey]:
     return csr, key
 
 
-async def test_the_sdk_drives_a_rollout_that_the_next_connection_sees(nursery):
-    served = await start(nursery)
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_the_sdk_drives_a_rollout_that_the_next_connection_sees(nursery, workers):
+    """No sleeps: an answer comes once the edge (every worker) serves the change."""
+    served = await start(nursery, workers)
     client = sdk(served)
     run = trio.to_thread.run_sync
 
@@ -73,7 +80,6 @@ async def test_the_sdk_drives_a_rollout_that_the_next_connection_sees(nursery):
     await run(lambda: client.rulesets.phases.update(
         PHASE, zone_id=zone_id,
         rules=[{"expression": "not cf.tls_client_auth.cert_verified", "action": "block"}]))
-    await trio.sleep(0.1)
     assert await get(served, corp().issue("device")) == 200
     assert await get(served, None) == 403
 
@@ -88,12 +94,10 @@ async def test_the_sdk_drives_a_rollout_that_the_next_connection_sees(nursery):
             "expression": "not cf.tls_client_auth.cert_verified or cf.tls_client_auth.cert_revoked",
             "action": "block"}]))
     laptop = Credential(x509.load_pem_x509_certificate(issued.certificate.encode()), key)
-    await trio.sleep(0.1)
     assert await get(served, laptop, "admin.example.com") == 200
     revoked = await run(lambda: client.client_certificates.delete(
         issued.id, zone_id=zone_id))
     assert revoked.status == "pending_revocation"
-    await trio.sleep(0.1)
     assert await get(served, laptop, "admin.example.com") == 403
     nursery.cancel_scope.cancel()
 
@@ -125,6 +129,29 @@ async def test_api_errors_come_back_as_the_sdks_exceptions_with_codes(nursery):
     garbage = functools.partial(client.mtls_certificates.create, account_id=account_id, ca=True,
                                 certificates="garbage")
     assert await run(lambda: code_of(garbage)) == 1460  # parsed before the quota is counted
+    unknown = functools.partial(client.managed_transforms.edit, zone_id=zone_id,
+                                managed_request_headers=[{"id": "add_visitor_location_headers",
+                                                          "enabled": True}])
+    assert await run(lambda: code_of(unknown)) == 1450
+    nursery.cancel_scope.cancel()
+
+
+async def test_the_sdk_turns_on_the_client_certificate_headers(nursery):
+    served = await start(nursery)
+    client = sdk(served)
+    run = trio.to_thread.run_sync
+    zone_id = (await run(lambda: list(client.zones.list(name="example.com"))))[0].id
+    before = await run(lambda: client.managed_transforms.list(zone_id=zone_id))
+    after = await run(lambda: client.managed_transforms.edit(
+        zone_id=zone_id, managed_request_headers=[
+            {"id": "add_client_certificate_headers", "enabled": True}],
+        managed_response_headers=[]))
+    listed = await run(lambda: client.managed_transforms.list(zone_id=zone_id))
+    assert [(h.id, h.enabled) for h in before.managed_request_headers] == [
+        ("add_client_certificate_headers", False)]
+    assert [(h.id, h.enabled) for h in after.managed_request_headers] == [
+        ("add_client_certificate_headers", True)]
+    assert listed.model_dump() == after.model_dump()
     nursery.cancel_scope.cancel()
 
 
@@ -189,3 +216,28 @@ async def test_an_empty_token_is_refused():
     with pytest.raises(ServeError, match="empty token"):
         await serve(None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token="",
                     say=lambda line: None)
+
+
+async def test_a_change_is_answered_only_once_the_edge_serves_it(nursery):
+    """The app awaits `settle` after each change (never after a read), so an SDK call that
+    returns means the next connection sees the change, however slowly the nodes catch up."""
+    plane = ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
+    await nursery.start(plane.run)
+    account = await plane.submit(c.CreateAccount("a"))
+    zone = await plane.submit(c.CreateZone(account.id, "example.com"))
+    settled = []
+
+    async def settle() -> None:
+        await trio.sleep(0.05)  # a node still applying the snapshot
+        settled.append(plane.store.version)
+
+    app = build_app(plane, frozenset({TOKEN}), settle=settle)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://edge") as http:
+        await http.get(f"/client/v4/zones/{zone.id}/managed_headers", headers=auth)
+        assert settled == []
+        await http.patch(f"/client/v4/zones/{zone.id}/managed_headers", headers=auth, json={
+            "managed_request_headers": [{"id": "add_client_certificate_headers",
+                                         "enabled": True}]})
+        assert settled == [plane.store.version]

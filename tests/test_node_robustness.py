@@ -6,7 +6,7 @@ import functools
 
 import trio
 
-from edge.events import ConnectionEvent, Decision, TlsOutcome
+from edge.events import ConnectionEvent, Decision, RequestEvent, TlsOutcome
 from edge.node.reasons import Reason
 from edge.pki import profiles
 from edge.pki.issuer import Authority
@@ -152,3 +152,18 @@ class _GarbageResult:
         self.conn_id = conn_id
         self.outcome = TlsOutcome.HANDSHAKE_FAILED
         self.statuses = ()
+
+
+async def test_a_cancelled_collector_still_records_what_was_queued():
+    """Ctrl-C on `edge serve` cancels the collector: events already sent are written anyway."""
+    collector = RecordingCollector(buffer=16)
+    sender = collector.sender()
+    for index in range(5):
+        sender.send_nowait(RequestEvent(
+            conn_id=f"c{index}", node="n", snapshot_version=1, at=START, sni=None, host="h",
+            method="GET", path="/", status=200, decision=Decision.ALLOW, would_block=False,
+            reason="OK"))
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await collector.run()
+    assert [event.conn_id for event in collector.events] == [f"c{i}" for i in range(5)]

@@ -6,9 +6,11 @@ import io
 import json
 import shutil
 
+import httpx
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from edge.pki.issuer import Authority
 from edge.serve import ServeError, parse_listen, serve
@@ -150,3 +152,52 @@ async def test_openssl_s_client_no_sni_and_plain_http_on_the_tls_port(tmp_path):
         ("allow", "OK"), ("log", "NO_CERT"), ("log", "NO_CERT"), ("log", "NO_CERT")]
     failed = [r for r in records if r["kind"] == "connection" and r["outcome"] != "ok"]
     assert [r["outcome"] for r in failed] == ["handshake_failed"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path):
+    """Two worker processes on one port: the origin (which answers with what it received)
+    sees the certificate headers the edge computed, never a client's copies; every request's
+    event reaches the parent's events file by the time serve has stopped."""
+    scenario = _files(tmp_path, "block")
+    client = x509.load_pem_x509_certificate((tmp_path / "client.pem").read_bytes())
+    fingerprint = client.fingerprint(hashes.SHA256()).hex()
+    events, api = io.StringIO(), "http://{}/client/v4/zones/{}/managed_headers"
+    async with trio.open_nursery() as nursery:
+        served = await nursery.start(
+            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), api=("127.0.0.1", 0),
+                                      token="t", workers=2, events=events,
+                                      say=lambda line: None, task_status=task_status)
+        )
+        async with httpx.AsyncClient(base_url=served.api_url,
+                                     headers={"authorization": "Bearer t"}) as http:
+            zone = (await http.get("/client/v4/zones")).json()["result"][0]["id"]
+            toggled = await http.patch(f"/client/v4/zones/{zone}/managed_headers", json={
+                "managed_request_headers": [{"id": "add_client_certificate_headers",
+                                             "enabled": True}]})
+        assert toggled.json()["result"]["managed_request_headers"][0]["enabled"] is True
+
+        async def curl(*options: str) -> tuple[str, str]:
+            done = await trio.run_process(
+                ["curl", "-s", "-w", "\n%{http_code}", "--cacert", str(served.server_ca),
+                 "--resolve", f"api.example.com:{served.port}:{served.host}",
+                 "-H", "cf-cert-sha256: spoofed", "-H", "cf-cert-verified: true", *options,
+                 f"https://api.example.com:{served.port}/orders"],
+                capture_stdout=True, check=False,
+            )
+            body, _, status = done.stdout.decode().rpartition("\n")
+            return status, body
+
+        certified = ["--cert", str(tmp_path / "client.pem"), "--key", str(tmp_path / "client.key")]
+        answers = [await curl(*certified) for _ in range(6)]
+        refused = await curl()
+        nursery.cancel_scope.cancel()
+    for status, body in answers:
+        seen = json.loads(body)["headers"]
+        assert status == "200"
+        assert seen["cf-cert-sha256"] == fingerprint and seen["cf-cert-verified"] == "true"
+    assert refused[0] == "403"  # a spoofed "verified" header changes nothing either
+    records = [json.loads(line) for line in events.getvalue().splitlines()]
+    requests = [r for r in records if r["kind"] == "request"]
+    assert [r["status"] for r in requests].count(200) == 6 and len(requests) == 7
+    assert {r["node"] for r in records} <= {"local-1", "local-2"}

@@ -13,6 +13,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,10 +25,12 @@ from edge.control import commands as c
 from edge.control import errors as e
 from edge.control.errors import ApiError
 from edge.control.plane import ControlPlane
-from edge.control.records import ClientCertificateStatus, Rule
+from edge.control.records import ClientCertificateStatus, Rule, ZoneSettings
 
 MAX_BODY = 1024 * 1024
+SETTLE_TIMEOUT = 5.0  # seconds an answer waits for the edge to serve the change
 PHASE = "http_request_firewall_custom"
+CLIENT_CERT_HEADERS = "add_client_certificate_headers"  # the Managed Transform edge models
 NOT_FOUND_CODES = {e.ACCOUNT_NOT_FOUND, e.ZONE_NOT_FOUND, e.CERTIFICATE_NOT_FOUND,
                    e.CLIENT_CERTIFICATE_NOT_FOUND}
 AUTH_MISSING, AUTH_FAILED, ROUTE_UNKNOWN, METHOD_NOT_ALLOWED, BODY_TOO_LARGE = (
@@ -119,8 +123,13 @@ def _ruleset(zone_id: str, rules) -> dict:
 Handler = Callable[[Request, ControlPlane], Awaitable[JSONResponse]]
 
 
-def build_app(plane: ControlPlane, tokens: frozenset[str]) -> Starlette:
-    """The API app over `plane`, accepting `Authorization: Bearer <token>` for `tokens`."""
+def build_app(plane: ControlPlane, tokens: frozenset[str], *,
+              settle: Callable[[], Awaitable[None]] | None = None) -> Starlette:
+    """The API app over `plane`, accepting `Authorization: Bearer <token>` for `tokens`.
+
+    `settle` waits until the edge serves the plane's newest snapshot: a change is answered once
+    the next connection will see it (within SETTLE_TIMEOUT), so a pipeline can test right away.
+    """
     if not tokens or not all(tokens):
         raise ValueError("the API needs at least one non-empty token")
 
@@ -130,12 +139,16 @@ def build_app(plane: ControlPlane, tokens: frozenset[str]) -> Starlette:
             if refused is not None:
                 return refused
             try:
-                return await handler(request, plane)
+                answer = await handler(request, plane)
             except ApiError as err:
                 status = 404 if err.code in NOT_FOUND_CODES else 400
                 return failure(err.code, err.message, status)
             except _BadRequest as err:
                 return failure(err.code, str(err), err.status)
+            if settle is not None and request.method != "GET":
+                with trio.move_on_after(SETTLE_TIMEOUT):
+                    await settle()
+            return answer
 
         return Route("/client/v4" + path, endpoint, methods=methods)
 
@@ -282,6 +295,48 @@ async def _put_rules(request, plane):
     return envelope(_ruleset(zone_id, rules))
 
 
+def _managed_headers(settings: ZoneSettings) -> dict:
+    return {
+        "managed_request_headers": [{"id": CLIENT_CERT_HEADERS, "has_conflict": False,
+                                     "enabled": settings.forwarding.managed_transform}],
+        "managed_response_headers": [],
+    }
+
+
+def _client_cert_toggle(data: dict) -> bool | None:
+    """The `enabled` asked for add_client_certificate_headers (None: not mentioned); any other
+    Managed Transform is refused, since edge would silently not apply it."""
+    toggle = None
+    for name in ("managed_request_headers", "managed_response_headers"):
+        items = _field(data, name, list, default=[], what="a list of Managed Transforms")
+        for index, item in enumerate(items):
+            where = f"{name}[{index}]"
+            if not isinstance(item, dict) or not isinstance(item.get("enabled"), bool):
+                raise _BadRequest(f'{where}: expected {{"id": ..., "enabled": true|false}}')
+            if name == "managed_request_headers" and item.get("id") == CLIENT_CERT_HEADERS:
+                toggle = item["enabled"]
+                continue
+            raise _BadRequest(f"{where}.id: edge models only the request header transform "
+                              f"{CLIENT_CERT_HEADERS!r}, got {item.get('id')!r}")
+    return toggle
+
+
+async def _get_managed_headers(request, plane):
+    zone_id = request.path_params["zone_id"]
+    return envelope(_managed_headers(await plane.submit(c.GetZoneSettings(zone_id))))
+
+
+async def _patch_managed_headers(request, plane):
+    zone_id = request.path_params["zone_id"]
+    toggle = _client_cert_toggle(await _body(request))
+    settings = await plane.submit(c.GetZoneSettings(zone_id))
+    if toggle is not None:
+        forwarding = attrs.evolve(settings.forwarding, managed_transform=toggle)
+        settings = await plane.submit(
+            c.PutZoneSettings(zone_id, attrs.evolve(settings, forwarding=forwarding)))
+    return envelope(_managed_headers(settings))
+
+
 _MTLS = "/accounts/{account_id}/mtls_certificates"
 _CLIENT = "/zones/{zone_id}/client_certificates"
 _ROUTES: list[tuple[str, list[str], Handler]] = [
@@ -301,4 +356,6 @@ _ROUTES: list[tuple[str, list[str], Handler]] = [
     (_CLIENT + "/{client_certificate_id}", ["PATCH"], _reactivate_client_certificate),
     (f"/zones/{{zone_id}}/rulesets/phases/{PHASE}/entrypoint", ["GET"], _get_rules),
     (f"/zones/{{zone_id}}/rulesets/phases/{PHASE}/entrypoint", ["PUT"], _put_rules),
+    ("/zones/{zone_id}/managed_headers", ["GET"], _get_managed_headers),
+    ("/zones/{zone_id}/managed_headers", ["PATCH"], _patch_managed_headers),
 ]

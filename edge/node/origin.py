@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import attrs
 
 
@@ -25,3 +27,18 @@ class Origin:
         if self.record:
             self.received.append(request)
         return 200, b"ok\n"
+
+
+class EchoOrigin(Origin):
+    """The origin behind `edge serve`: its answer is the request as it arrived, so a real
+    client sees which certificate headers the edge forwarded (and that its own copies did not
+    get through)."""
+
+    def handle(self, request: OriginRequest) -> tuple[int, bytes]:
+        super().handle(request)
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        seen = {"method": request.method, "path": request.target, "headers": headers}
+        return 200, (json.dumps(seen, indent=2, sort_keys=True) + "\n").encode()
