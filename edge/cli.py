@@ -161,58 +161,66 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
 
 
 @main.command("serve")
-@click.argument("scenario_file", required=False,
-                type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--listen", default="127.0.0.1:8443", show_default=True,
-              help="HOST:PORT for mTLS (port 0: any free port).")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--listen", help="HOST:PORT for mTLS (port 0: any free port). "
+              "[default: serve.listen of the file, else 127.0.0.1:8443]")
 @click.option("--allow-remote", is_flag=True,
-              help="Allow a --listen address that is not loopback.")
+              help="Allow --listen and --api addresses that are not loopback.")
 @click.option("--events", type=click.Path(dir_okay=False, path_type=Path),
               help="Append every event as JSON Lines to this file.")
 @click.option("--server-ca-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the edge's server CA (PEM) here for clients to trust.")
 @click.option("--api", "api_listen", help="HOST:PORT for the Cloudflare-v4-shaped control-plane "
-              "API (e.g. 127.0.0.1:8080); off unless given.")
+              "API (e.g. 127.0.0.1:8080); off unless given here or in the file.")
 @click.option("--token", envvar="EDGE_API_TOKEN",
-              help="The API's Bearer token (or EDGE_API_TOKEN); generated and printed if absent.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="The API's Bearer token (or EDGE_API_TOKEN, or serve.tokens of the file); "
+                   "generated and printed if none.")
+@click.option("--workers", type=click.IntRange(min=1),
               help="Edge processes sharing the mTLS port (SO_REUSEPORT), e.g. one per core; "
-                   "the control plane, API and events stay in the main process.")
+                   "the control plane, API and events stay in the main process. [default: 1]")
 @click.option("--quiet", is_flag=True, help="No line per request on the terminal.")
-def serve(scenario_file, listen, allow_remote, events, server_ca_out, api_listen, token,
+def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, token,
           workers, quiet) -> None:
     """Serve the edge on real TCP, for real clients and their real certificates.
 
-    SCENARIO_FILE (optional) sets up its tenants, CAs, associations and rules; without it the
-    edge starts with one Enterprise account and the zone example.com. Ctrl-C stops it.
+    CONFIG_FILE (optional) is a scenario or a serve configuration: its tenants, CAs,
+    associations and rules are set up (fleets and timing are ignored), and its [serve] table
+    gives defaults for the options above (see docs/serve.md). Without it the edge starts with
+    one Enterprise account and the zone example.com. Ctrl-C stops it.
     """
     import trio
 
     from edge.scenario.loader import ScenarioError
-    from edge.serve import ServeError, parse_listen
+    from edge.serve import ServeError, configured, resolve
     from edge.serve import serve as run_serve
+    from edge.workers import WorkerExited
 
     try:
-        address = parse_listen(listen, allow_remote=allow_remote)
-    except ServeError as err:
-        raise click.BadParameter(str(err), param_hint="--listen") from None
-    try:
-        api = None if api_listen is None else parse_listen(api_listen, allow_remote=allow_remote)
-    except ServeError as err:
-        raise click.BadParameter(str(err), param_hint="--api") from None
-    try:
-        with open(events, "a", encoding="utf-8") if events else _nothing() as sink:
-            trio.run(lambda: run_serve(scenario_file, listen=address, api=api, token=token,
-                                       events=sink, server_ca_out=server_ca_out,
-                                       workers=workers, per_request=not quiet))
-    except (ScenarioError, ServeError) as err:
+        config, base = configured(config_file)
+        options = resolve(config.serve, base, listen=listen, api=api_listen, token=token,
+                          events=events, server_ca_out=server_ca_out, workers=workers,
+                          allow_remote=allow_remote)
+        with open(options.events, "a", encoding="utf-8") if options.events else _nothing() as sink:
+            trio.run(lambda: run_serve(config, options, base=base, events=sink,
+                                       per_request=not quiet))
+    except (ScenarioError, ServeError, OSError) as err:
         click.echo(str(err), err=True)
         sys.exit(2)
     except (KeyboardInterrupt, BaseExceptionGroup) as stopped:
-        interrupted = isinstance(stopped, KeyboardInterrupt) or stopped.subgroup(KeyboardInterrupt)
-        if not interrupted:
+        if isinstance(stopped, KeyboardInterrupt) or stopped.subgroup(KeyboardInterrupt):
+            click.echo("edge: stopped (Ctrl-C); every event was written", err=True)
+            return
+        known = stopped.subgroup((ServeError, OSError, WorkerExited))
+        if known is None:
             raise
-        click.echo("edge: stopped (Ctrl-C); every event was written", err=True)
+        for problem in _leaves(known):  # e.g. the port is taken: say so, no traceback
+            click.echo(f"edge serve: {problem}", err=True)
+        sys.exit(2)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    return [leaf for inner in group.exceptions
+            for leaf in (_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])]
 
 
 @contextlib.contextmanager

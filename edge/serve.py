@@ -1,8 +1,9 @@
 """`edge serve`: the simulator's edge node on real TCP, in real time, for real clients.
 
-The same EdgeNode code as a rehearsal, behind a `TcpListener` on a loopback address; a
-scenario file sets up its tenants, CAs, associations and rules (no fleets, no timeline
-timing); without one the edge starts with one Enterprise account and the zone example.com.
+The same EdgeNode code as a rehearsal, behind a `TcpListener` on a loopback address (or in
+worker processes sharing one port). A file sets up its tenants, CAs, associations and rules (a
+scenario's fleets and timing are ignored) and may carry a [serve] table of options; without
+one the edge starts with one Enterprise account and the zone example.com.
 Events go to a JSON Lines file and, one line per request, to the terminal. Ctrl-C cancels the
 nursery: every task ends and the events file is closed complete.
 """
@@ -21,7 +22,6 @@ import attrs
 import trio
 
 from edge.collector import Collector
-from edge.control import commands as c
 from edge.control.errors import ApiError
 from edge.deployment import Deployment
 from edge.events import Event, RequestEvent
@@ -29,13 +29,13 @@ from edge.net import TcpListener
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import EchoOrigin
 from edge.scenario import model as m
-from edge.scenario.loader import load
+from edge.scenario.loader import load, parse
 from edge.scenario.pki import build_cas
 from edge.scenario.tenancy import Tenancy
 from edge.workers import Workers
 
 NODE = "local"
-DEFAULT_ZONE = "example.com"
+DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
 @attrs.frozen
@@ -95,17 +95,11 @@ class _Announcing(Collector):
             self._jsonl.flush()  # a `tail -f` sees each event as it happens
 
 
-async def _set_up(deployment: Deployment, scenario: m.Scenario | None, base: Path | None,
+async def _set_up(deployment: Deployment, config: m.Scenario, base: Path,
                   say: Callable[[str], None]) -> None:
-    plane = deployment.plane
-    if scenario is None:
-        account = await plane.submit(c.CreateAccount("edge"))
-        zone = await plane.submit(c.CreateZone(account.id, DEFAULT_ZONE))
-        say(f"account {account.id} (edge, enterprise), zone {zone.id} ({DEFAULT_ZONE})")
-        return
-    tenancy = Tenancy(plane, build_cas(scenario, base))
-    await tenancy.set_up(scenario.tenants)
-    for index, entry in sorted(enumerate(scenario.timeline), key=lambda pair: pair[1].at):
+    tenancy = Tenancy(deployment.plane, build_cas(config, base))
+    await tenancy.set_up(config.tenants)
+    for index, entry in sorted(enumerate(config.timeline), key=lambda pair: pair[1].at):
         if entry.action not in (m.ActionKind.UPLOAD_CA, m.ActionKind.ASSOCIATE,
                                 m.ActionKind.DEPLOY_RULES, m.ActionKind.DELETE_CA):
             continue  # fleets, topology and phases belong to rehearsals
@@ -113,13 +107,14 @@ async def _set_up(deployment: Deployment, scenario: m.Scenario | None, base: Pat
             await tenancy.act(entry)
         except ApiError as err:
             say(f"timeline[{index}] ({entry.action.value}) refused: {err}")
-    for name, account_id in tenancy.accounts.items():
-        say(f"account {account_id} ({name})")
+    for tenant in config.tenants:
+        say(f"account {tenancy.accounts[tenant.name]} ({tenant.name}, {tenant.plan.value})")
     for name, zone_id in tenancy.zones.items():
         say(f"zone {zone_id} ({name})")
 
 
-async def _serve_api(nursery, plane, settle, api: tuple[str, int], token: str, say) -> str:
+async def _serve_api(nursery, plane, settle, api: tuple[str, int], tokens: frozenset[str],
+                     say) -> str:
     """The control-plane API on `api`, behind hypercorn (an HTTP server that runs on Trio)."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as serve_asgi
@@ -131,44 +126,87 @@ async def _serve_api(nursery, plane, settle, api: tuple[str, int], token: str, s
     config.accesslog = None
     config.errorlog = None
     binds = await nursery.start(
-        lambda task_status: serve_asgi(build_app(plane, frozenset({token}), settle=settle),
+        lambda task_status: serve_asgi(build_app(plane, tokens, settle=settle),
                                        config, task_status=task_status)
     )
     say(f"control-plane API on {binds[0]}/client/v4 (Authorization: Bearer <token>)")
     return binds[0]
 
 
+@attrs.frozen
+class ServeOptions:
+    """Where and how to serve, once the command line and the file's [serve] table are merged."""
+
+    listen: tuple[str, int]
+    api: tuple[str, int] | None
+    tokens: frozenset[str]
+    events: Path | None
+    server_ca_out: Path | None
+    workers: int
+
+
+def resolve(spec: m.ServeSpec, base: Path, *, listen: str | None = None, api: str | None = None,
+            token: str | None = None, events: Path | None = None,
+            server_ca_out: Path | None = None, workers: int | None = None,
+            allow_remote: bool = False) -> ServeOptions:
+    """The options given (not None) win over the file's; errors name the option or the key."""
+    allow_remote = allow_remote or spec.allow_remote
+
+    def address(given: str | None, key: str, default: str | None) -> tuple[str, int] | None:
+        text = given if given is not None else getattr(spec, key) or default
+        if text is None:
+            return None
+        try:
+            return parse_listen(text, allow_remote=allow_remote)
+        except ServeError as err:
+            raise ServeError(f"{'--' + key if given is not None else 'serve.' + key}: {err}") \
+                from None
+
+    if token == "":
+        raise ServeError("--token: an empty token would let anyone in")
+    if workers is not None and workers < 1:
+        raise ServeError(f"--workers: expected at least 1, got {workers}")
+    return ServeOptions(
+        listen=address(listen, "listen", DEFAULT_LISTEN),
+        api=address(api, "api", None),
+        tokens=frozenset([token] if token else spec.tokens),
+        events=events or (base / spec.events if spec.events else None),
+        server_ca_out=server_ca_out or (base / spec.server_ca_out if spec.server_ca_out else None),
+        workers=workers or spec.workers,
+    )
+
+
+def configured(path: Path | None) -> tuple[m.Scenario, Path]:
+    """The file's set-up (a scenario or a serve configuration), or the defaults without one."""
+    if path is None:
+        return parse("", source="(defaults)", serving=True), Path.cwd()
+    return load(path, serving=True)
+
+
 async def serve(
-    scenario_path: Path | None,
+    config: m.Scenario,
+    options: ServeOptions,
     *,
-    listen: tuple[str, int],
-    api: tuple[str, int] | None = None,
-    token: str | None = None,
+    base: Path = Path("."),
     events: IO[str] | None = None,
-    server_ca_out: Path | None = None,
-    workers: int = 1,
     say: Callable[[str], None] = print,
     per_request: bool = True,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled; `task_status.started(Served(...))` once listening."""
-    if workers < 1:
-        raise ServeError(f"--workers: expected at least 1, got {workers}")
-    if api is not None and token == "":
-        raise ServeError("--token: an empty token would let anyone in")
-    scenario, base = load(scenario_path) if scenario_path is not None else (None, None)
-    zones = [z for t in scenario.tenants for z in t.zones] if scenario else [DEFAULT_ZONE]
+    """Run until cancelled; `task_status.started(Served(...))` once listening. `events` is where
+    the JSON Lines go (the caller opened `options.events`)."""
+    zones = [z for t in config.tenants for z in t.zones]
     identity = EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z)))
     collector = _Announcing(say if per_request else None, events)
     with tempfile.TemporaryDirectory(prefix="edge-serve-") as folder:
-        ca_path = server_ca_out or Path(folder) / "server-ca.pem"
+        ca_path = options.server_ca_out or Path(folder) / "server-ca.pem"
         identity.ca.cert_pem.write_to_path(str(ca_path))
-        await _run(identity, collector, scenario, base, listen=listen, api=api, token=token,
-                   workers=workers, ca_path=ca_path, say=say, task_status=task_status)
+        await _run(identity, collector, config, base, options, ca_path=ca_path, say=say,
+                   task_status=task_status)
 
 
-async def _run(identity: EdgeIdentity, collector: Collector, scenario, base, *, listen, api,
-               token, workers, ca_path, say, task_status) -> None:
+async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario, base: Path,
+               options: ServeOptions, *, ca_path: Path, say, task_status) -> None:
     """Serve until cancelled, the server CA written at `ca_path` for as long as it runs."""
     async with trio.open_nursery() as nursery:
         deployment = Deployment(
@@ -176,25 +214,32 @@ async def _run(identity: EdgeIdentity, collector: Collector, scenario, base, *, 
             identity=identity, collector=collector,
         )
         await deployment.start_in(nursery)
-        await _set_up(deployment, scenario, base, say)
+        await _set_up(deployment, config, base, say)
+        listen, workers = options.listen, options.workers
         host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
-        if workers == 1:
-            host, port = await _serve_in_process(nursery, deployment, (host, listen[1]))
-            settle = deployment.settle
-        else:
-            pool = Workers(workers, plane=deployment.plane, identity=identity,
-                           collector=collector, origin=EchoOrigin(), name=NODE)
-            host, port = await nursery.start(pool.run, (host, listen[1]))
-            settle = pool.settle
+        try:
+            if workers == 1:
+                host, port = await _serve_in_process(nursery, deployment, (host, listen[1]))
+                settle = deployment.settle
+            else:
+                pool = Workers(workers, plane=deployment.plane, identity=identity,
+                               collector=collector, origin=EchoOrigin(), name=NODE)
+                host, port = await nursery.start(pool.run, (host, listen[1]))
+                settle = pool.settle
+        except OSError as err:
+            raise ServeError(f"cannot listen on {host}:{listen[1]}: {err.strerror or err}") \
+                from None
         processes = f" in {workers} worker processes" if workers > 1 else ""
         say(f"edge serving mTLS on {host}:{port}{processes}; clients trust the edge's server CA: "
             f"{ca_path}")
         api_url = None
-        if api is not None:
-            if token is None:
-                token = secrets.token_urlsafe(24)
-                say(f"API token (generated): {token}")
-            api_url = await _serve_api(nursery, deployment.plane, settle, api, token, say)
+        if options.api is not None:
+            tokens = options.tokens
+            if not tokens:
+                tokens = frozenset([secrets.token_urlsafe(24)])
+                say(f"API token (generated): {next(iter(tokens))}")
+            api_url = await _serve_api(nursery, deployment.plane, settle, options.api, tokens,
+                                       say)
         task_status.started(Served(host, port, ca_path, api_url))
 
 

@@ -92,13 +92,29 @@ async def read_messages(stream: trio.abc.ReceiveStream, frames: Frames,
 
 def reuse_port_socket(address: tuple[str, int], *, listen: bool) -> socket.socket:
     """A socket on `address` that other processes may bind as well (SO_REUSEPORT)."""
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock = _socket_for(address, reuse_port=True)
     sock.bind(address)
     if listen:
         sock.listen(1024)
+    return sock
+
+
+def reserve(address: tuple[str, int]) -> socket.socket:
+    """The port for the workers, bound but not listening: ours until they listen on it too,
+    and no connection waits on a socket nobody accepts from. A port something already
+    listens on is refused, even another edge's that would share it through SO_REUSEPORT."""
+    if address[1]:
+        with _socket_for(address, reuse_port=False) as probe:
+            probe.bind(address)
+    return reuse_port_socket(address, listen=False)
+
+
+def _socket_for(address: tuple[str, int], *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not listeners
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
 
 
@@ -203,9 +219,7 @@ class Workers:
         self.pids: list[int | None] = [None] * count
 
     async def run(self, address: tuple[str, int], *, task_status=trio.TASK_STATUS_IGNORED):
-        # Bound but not listening: the port is ours until the workers listen on it too, and
-        # no connection waits on a socket nobody accepts from.
-        with reuse_port_socket(address, listen=False) as reservation:
+        with reserve(address) as reservation:
             bound = reservation.getsockname()[:2]
             async with trio.open_nursery() as nursery:
                 with trio.fail_after(START_TIMEOUT):

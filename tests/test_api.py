@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from pathlib import Path
 
 import cloudflare
 import httpx
@@ -22,7 +23,8 @@ from edge.control.plane import ControlPlane
 from edge.control.store import Settings, new_store
 from edge.net import Accepted
 from edge.pki.issuer import Authority, Credential
-from edge.serve import serve
+from edge.scenario.model import ServeSpec
+from edge.serve import configured, resolve, serve
 
 TOKEN = "test-token-0123456789"
 PHASE = "http_request_firewall_custom"
@@ -34,9 +36,10 @@ def corp(index: int = 0) -> Authority:
 
 
 async def start(nursery, workers: int = 1):
-    return await nursery.start(lambda task_status: serve(
-        None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token=TOKEN, workers=workers,
-        say=lambda line: None, task_status=task_status))
+    options = resolve(ServeSpec(), Path.cwd(), listen="127.0.0.1:0", api="127.0.0.1:0",
+                      token=TOKEN, workers=workers)
+    return await nursery.start(functools.partial(serve, configured(None)[0], options,
+                                                 say=lambda line: None))
 
 
 async def get(served, credential, host="api.example.com") -> int:
@@ -208,14 +211,6 @@ async def test_odd_headers_and_bodies_get_the_envelope_never_a_500(nursery):
     assert [status for status, _ in answers] == [403, 403, 401, 400]
     assert all(body["success"] is False for _, body in answers)
     nursery.cancel_scope.cancel()
-
-
-async def test_an_empty_token_is_refused():
-    from edge.serve import ServeError
-
-    with pytest.raises(ServeError, match="empty token"):
-        await serve(None, listen=("127.0.0.1", 0), api=("127.0.0.1", 0), token="",
-                    say=lambda line: None)
 
 
 async def test_a_change_is_answered_only_once_the_edge_serves_it(nursery):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -13,7 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from edge.pki.issuer import Authority
-from edge.serve import ServeError, parse_listen, serve
+from edge.scenario.loader import ScenarioError
+from edge.serve import ServeError, configured, parse_listen, resolve, serve
 
 SCENARIO = """
 [meta]
@@ -55,6 +57,55 @@ def test_listen_addresses():
         parse_listen("localhost", allow_remote=False)
 
 
+def test_options_on_the_command_line_win_over_the_files_serve_table(tmp_path):
+    (tmp_path / "edge.toml").write_text(
+        '[serve]\nlisten = "127.0.0.1:9443"\napi = "127.0.0.1:9080"\ntokens = ["a", "b"]\n'
+        'events = "events.jsonl"\nworkers = 2\n')
+    config, base = configured(tmp_path / "edge.toml")
+    assert [t.zones for t in config.tenants] == [("example.com",)]  # the default tenant
+    from_file = resolve(config.serve, base)
+    assert (from_file.listen, from_file.api, from_file.tokens, from_file.events,
+            from_file.workers) == (("127.0.0.1", 9443), ("127.0.0.1", 9080),
+                                   frozenset({"a", "b"}), tmp_path / "events.jsonl", 2)
+    given = resolve(config.serve, base, listen="127.0.0.1:0", token="c", workers=1)
+    assert (given.listen, given.tokens, given.workers) == (("127.0.0.1", 0), {"c"}, 1)
+    assert resolve(configured(None)[0].serve, base).listen == ("127.0.0.1", 8443)
+    assert resolve(configured(None)[0].serve, base).api is None
+    with pytest.raises(ServeError, match="--token: an empty token"):
+        resolve(config.serve, base, token="")
+    with pytest.raises(ServeError, match="--api: 0.0.0.0 is not a loopback address"):
+        resolve(config.serve, base, api="0.0.0.0:80")
+
+
+@pytest.mark.parametrize("table, problem", [
+    ('tokens = [""]', "serve.tokens: an empty token would let anyone in"),
+    ("workers = 0", "serve.workers: expected at least 1, got 0"),
+    ('listne = "x"', "serve: unknown key(s): listne"),
+])
+def test_a_bad_serve_table_names_the_key(tmp_path, table, problem):
+    (tmp_path / "edge.toml").write_text(f"[serve]\n{table}\n")
+    with pytest.raises(ScenarioError) as raised:
+        configured(tmp_path / "edge.toml")
+    assert problem in str(raised.value) and "edge.toml" in str(raised.value)
+
+
+def test_a_remote_address_in_the_file_names_the_key(tmp_path):
+    (tmp_path / "edge.toml").write_text('[serve]\nlisten = "10.1.2.3:443"\n')
+    config, base = configured(tmp_path / "edge.toml")
+    with pytest.raises(ServeError, match="serve.listen: 10.1.2.3 is not a loopback"):
+        resolve(config.serve, base)
+    (tmp_path / "edge.toml").write_text('[serve]\nlisten = "10.1.2.3:443"\nallow_remote = true\n')
+    config, base = configured(tmp_path / "edge.toml")
+    assert resolve(config.serve, base).listen == ("10.1.2.3", 443)
+
+
+def starter(path, *, events, say, **options):
+    """`serve` as the command line would start it with these options, for nursery.start."""
+    config, base = configured(path)
+    return functools.partial(serve, config, resolve(config.serve, base, **options), base=base,
+                             events=events, say=say)
+
+
 def _pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -80,9 +131,7 @@ async def test_curl_with_and_without_a_client_certificate(tmp_path):
     events, lines = io.StringIO(), []
     async with trio.open_nursery() as nursery:
         served = await nursery.start(
-            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), events=events,
-                                      say=lines.append, task_status=task_status)
-        )
+            starter(scenario, listen="127.0.0.1:0", events=events, say=lines.append))
         host, port, ca_path = served.host, served.port, served.server_ca
 
         async def curl(*options: str) -> str:
@@ -114,9 +163,7 @@ async def test_openssl_s_client_no_sni_and_plain_http_on_the_tls_port(tmp_path):
     events = io.StringIO()
     async with trio.open_nursery() as nursery:
         served = await nursery.start(
-            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), events=events,
-                                      say=lambda line: None, task_status=task_status)
-        )
+            starter(scenario, listen="127.0.0.1:0", events=events, say=lambda line: None))
         address = f"{served.host}:{served.port}"
 
         async def s_client(*options: str, request: bytes) -> str:
@@ -162,13 +209,11 @@ async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path)
     scenario = _files(tmp_path, "block")
     client = x509.load_pem_x509_certificate((tmp_path / "client.pem").read_bytes())
     fingerprint = client.fingerprint(hashes.SHA256()).hex()
-    events, api = io.StringIO(), "http://{}/client/v4/zones/{}/managed_headers"
+    events = io.StringIO()
     async with trio.open_nursery() as nursery:
         served = await nursery.start(
-            lambda task_status: serve(scenario, listen=("127.0.0.1", 0), api=("127.0.0.1", 0),
-                                      token="t", workers=2, events=events,
-                                      say=lambda line: None, task_status=task_status)
-        )
+            starter(scenario, listen="127.0.0.1:0", api="127.0.0.1:0", token="t", workers=2,
+                    events=events, say=lambda line: None))
         async with httpx.AsyncClient(base_url=served.api_url,
                                      headers={"authorization": "Bearer t"}) as http:
             zone = (await http.get("/client/v4/zones")).json()["result"][0]["id"]

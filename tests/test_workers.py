@@ -16,7 +16,7 @@ from edge.control.plane import ControlPlane
 from edge.control.store import Settings, new_store
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import Origin
-from edge.workers import Applied, Frames, Workers, WorkerExited, frame
+from edge.workers import Applied, Frames, WorkerExited, Workers, frame, reserve, reuse_port_socket
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**40), max_size=20), st.data())
@@ -43,3 +43,12 @@ async def test_a_worker_that_dies_stops_serving_loudly():
             os.kill(workers.pids[0], signal.SIGKILL)
             await trio.sleep(30)  # the nursery ends long before: the worker's end is an error
     assert raised.group_contains(WorkerExited, match="local-1 ended on its own")
+
+
+def test_a_port_another_edge_shares_by_so_reuseport_is_refused():
+    """SO_REUSEPORT would let a second edge split the first one's traffic without a word."""
+    with reuse_port_socket(("127.0.0.1", 0), listen=True) as first:
+        with pytest.raises(OSError):
+            reserve(first.getsockname()[:2])
+    with reserve(("127.0.0.1", 0)) as reservation:  # port 0: a free port, nothing to probe
+        assert reservation.getsockname()[1] > 0

@@ -350,12 +350,18 @@ def _names(names: set[str]) -> str:
     return ", ".join(sorted(names))
 
 
-def parse(text: str, *, source: str = "<scenario>") -> m.Scenario:
-    """A checked scenario from TOML text; ScenarioError lists every problem found."""
+def parse(text: str, *, source: str = "<scenario>", serving: bool = False) -> m.Scenario:
+    """A checked scenario from TOML text; ScenarioError lists every problem found.
+
+    `serving`: read as `edge serve` does, where [meta] and [[tenants]] may be left out (a file
+    with only a [serve] table is a fine configuration): they default to SERVE_DEFAULTS.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(source, [f"not valid TOML: {err}"]) from None
+    if serving:
+        data = {**serve_defaults(), **data}
     scenario = _structure(data, source)
     problems = _references(scenario)
     if problems:
@@ -363,14 +369,24 @@ def parse(text: str, *, source: str = "<scenario>") -> m.Scenario:
     return scenario
 
 
-def load(path: str | Path) -> tuple[m.Scenario, Path]:
+def serve_defaults() -> dict:
+    """What `edge serve` starts with when its file (or no file) leaves them out: one Enterprise
+    account with the zone example.com, and certificates valid from now."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return {
+        "meta": {"name": "edge serve", "start": now, "duration": "1h"},
+        "tenants": [{"name": "edge", "zones": ["example.com"]}],
+    }
+
+
+def load(path: str | Path, *, serving: bool = False) -> tuple[m.Scenario, Path]:
     """The scenario in `path`, and the folder its relative file names (pem = ...) start from."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ScenarioError(str(path), [f"cannot read the file: {err}"]) from None
-    scenario = parse(text, source=str(path))
+    scenario = parse(text, source=str(path), serving=serving)
     missing = [
         f"pki.{name}.{key}: no file {getattr(spec, key)!r} next to the scenario"
         for name, spec in scenario.pki.items()

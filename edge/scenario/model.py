@@ -269,6 +269,30 @@ class RunSettings:
     fail_on_rejected_action: bool = False
 
 
+def _at_least_one(instance, attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name}: expected at least 1, got {value}")
+
+
+def _non_empty_tokens(instance, attribute, value: tuple[str, ...]) -> None:
+    if not all(value):
+        raise ValueError(f"{attribute.name}: an empty token would let anyone in")
+
+
+@attrs.frozen
+class ServeSpec:
+    """What `edge serve` takes from a file; its command-line options win over these. Paths are
+    relative to the file."""
+
+    listen: str | None = None  # HOST:PORT of the mTLS port
+    api: str | None = None  # HOST:PORT of the control-plane API; off unless given
+    tokens: tuple[str, ...] = attrs.field(default=(), validator=_non_empty_tokens)
+    events: str | None = None
+    server_ca_out: str | None = None
+    workers: int = attrs.field(default=1, validator=_at_least_one)
+    allow_remote: bool = False
+
+
 @attrs.frozen
 class Scenario:
     meta: Meta
@@ -279,6 +303,7 @@ class Scenario:
     timeline: tuple[TimelineEntry, ...] = ()
     expect: tuple[Expectation, ...] = ()
     settings: RunSettings = RunSettings()
+    serve: ServeSpec = ServeSpec()  # only `edge serve` reads it
 
     @property
     def node_names(self) -> tuple[str, ...]:
