@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,7 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
                options: ServeOptions, *, ca_path: Path, say, task_status) -> None:
     """Serve until cancelled, the server CA written at `ca_path` for as long as it runs."""
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope, say)
         deployment = Deployment(
             start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=trio.current_time()),
             identity=identity, collector=collector,
@@ -241,6 +243,15 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
             api_url = await _serve_api(nursery, deployment.plane, settle, options.api, tokens,
                                        say)
         task_status.started(Served(host, port, ca_path, api_url))
+
+
+async def _stop_on_sigterm(scope: trio.CancelScope, say: Callable[[str], None]) -> None:
+    """`kill` (SIGTERM) stops the edge as Ctrl-C does: in order, every event written."""
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            say("edge: stopped (SIGTERM); every event was written")
+            scope.cancel()
+            return
 
 
 async def _serve_in_process(nursery, deployment: Deployment, address) -> tuple[str, int]:

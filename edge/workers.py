@@ -136,7 +136,8 @@ class WorkerSpec:
 
 def worker_main(spec: WorkerSpec, control: socket.socket) -> None:
     """A worker process's entry point."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us in order
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops us in order
+        signal.signal(stop, signal.SIG_IGN)
     trio.run(_work, spec, control)
 
 

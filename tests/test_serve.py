@@ -6,6 +6,9 @@ import functools
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -246,3 +249,33 @@ async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path)
     requests = [r for r in records if r["kind"] == "request"]
     assert [r["status"] for r in requests].count(200) == 6 and len(requests) == 7
     assert {r["node"] for r in records} <= {"local-1", "local-2"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_command_from_a_config_file_stops_on_sigterm_with_every_event(tmp_path):
+    """`edge serve FILE` as a user runs it: two workers from the file's [serve] table, a
+    request, then `kill`: exit status 0 and both events of the request in the file."""
+    scenario = _files(tmp_path, "block")
+    scenario.write_text('[serve]\nlisten = "127.0.0.1:0"\nworkers = 2\nevents = "events.jsonl"\n'
+                        'server_ca_out = "edge-ca.pem"\n' + scenario.read_text())
+    edge = subprocess.Popen([sys.executable, "-m", "edge", "serve", str(scenario)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = None
+    try:
+        for line in edge.stdout:
+            if line.startswith("edge serving mTLS on "):
+                port = line.split()[4].rstrip(";").rpartition(":")[2]
+                break
+        assert port is not None, edge.stderr.read()
+        answer = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+             str(tmp_path / "edge-ca.pem"), "--resolve", f"api.example.com:{port}:127.0.0.1",
+             f"https://api.example.com:{port}/"], capture_output=True, text=True, timeout=30)
+        edge.send_signal(signal.SIGTERM)
+        out, err = edge.communicate(timeout=30)
+    finally:
+        edge.kill()
+    assert answer.stdout == "403" and edge.returncode == 0, err
+    assert "stopped (SIGTERM)" in out
+    records = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sorted(r["kind"] for r in records) == ["connection", "request"]
