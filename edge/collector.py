@@ -91,8 +91,10 @@ class Collector:
     async def record(self, event: Event) -> None:
         """Count and write one event; subclasses add their own tallies (and tests slow it down)."""
         self.totals.add(event)
-        self.write(event.to_json())
+        self.write(event)
 
-    def write(self, data: dict) -> None:
+    def write(self, event: Event, **extra: str) -> None:
+        """One JSON line: the event and `extra` keys. Serialised only when there is a file to
+        write to: most simulations only count, and rendering an event costs more than that."""
         if self._jsonl is not None:
-            self._jsonl.write(json.dumps(data, sort_keys=True) + "\n")
+            self._jsonl.write(json.dumps({**event.to_json(), **extra}, sort_keys=True) + "\n")

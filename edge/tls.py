@@ -4,6 +4,12 @@ Why not `trio.SSLStream`: a connection here is one task doing one thing at a tim
 then request, response, request...), so the locking and concurrent-use machinery of SSLStream is
 overhead, and the edge needs the `SSLObject` itself (for the SNI callback, OpenSSL's verdict and
 validation at simulated time). Used by edge nodes and simulated clients alike.
+
+Not a `trio.abc.Stream`, and not a checkpoint on every call: `receive_some` returns bytes
+OpenSSL already decrypted without awaiting anything, and over a stream that takes bytes at once
+(`send_nowait`, the in-memory pipe) sending is not a checkpoint either. Every loop over a
+channel waits on a receive of the stream when it has nothing left to read, and that wait is
+where it yields and where cancellation reaches it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class TlsChannel:
         self.ssl_object = ssl_object
         self._incoming = incoming
         self._outgoing = outgoing
+        self._send_nowait = getattr(stream, "send_nowait", None)
 
     @classmethod
     def wrap(
@@ -44,7 +51,11 @@ class TlsChannel:
 
     async def _flush(self) -> None:
         data = self._outgoing.read()
-        if data:
+        if not data:
+            return
+        if self._send_nowait is not None:
+            self._send_nowait(data)  # no scheduler pass before the wait that always follows
+        else:
             await self.stream.send_all(data)
 
     async def _fill(self) -> None:

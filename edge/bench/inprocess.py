@@ -71,7 +71,9 @@ async def _edge_round(material: Material, seconds: float, concurrency: int, tick
         def connect():
             return deployment.network.connect("n1")
 
-        session = (await visit(connect, client, sni=HOST)).session if resume else None
+        session = (
+            (await visit(connect, client, sni=HOST, keep_session=True)).session if resume else None
+        )
         done, deadline = 0, trio.current_time() + seconds
         started = time.perf_counter()
 

@@ -51,6 +51,12 @@ class ClientAuthFields:
 
     def as_fields(self) -> dict[str, bool | str]:
         """Keyed by the full field names the Rules language uses."""
+        return dict(self._field_map)
+
+    @functools.cached_property
+    def _field_map(self) -> dict[str, bool | str]:
+        """Built once per instance: `certificate_fields` hands every connection presenting the
+        same certificate the same instance, and every request's rules read these fields."""
         return {PREFIX + name: value for name, value in attrs.asdict(self).items()}
 
 

@@ -57,7 +57,7 @@ class Tally(Collector):
         if self.start is not None and not isinstance(event, ConnectionEvent):
             bucket = int((event.at - self.start).total_seconds() // self.bucket_seconds)
             self.series[(bucket, event.decision.value)] += 1
-        self.write({**event.to_json(), "fleet": tag.fleet, "phase": tag.phase})
+        self.write(event, fleet=tag.fleet, phase=tag.phase)
 
     def sum(self, metric: str, *, phases: Iterable[str] | None = None, **where: str) -> int:
         """Total of a metric over keys matching `where` (fleet, host, node, reason)."""
