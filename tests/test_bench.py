@@ -24,6 +24,10 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     for row in report["rows"]:
         assert row["handshakes_per_s"] > 0 and len(row["runs"]) == 1
         assert row["ratio_to_stdlib_membio"] > 0
+    tcp_rows = [row for row in report["rows"] if row["name"] not in names[:2]]
+    for row in tcp_rows:  # what each TCP round cost the server, and how busy the load was
+        assert 0 < row["load_generator_busy"] and row["server_cpu_ms_per_handshake"] > 0
+    assert all("load_generator_busy" not in row for row in report["rows"][:2])
     baseline = report["rows"][0]
     assert baseline["ratio_to_stdlib_membio"] == 1.0
     assert set(report["ca_count"]) == {"1", "5", "50"}

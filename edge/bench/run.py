@@ -31,11 +31,24 @@ BASELINE = "stdlib-membio"
 class Row:
     name: str
     runs: list[float] = attrs.field(factory=list)
-    note: str = ""
+    server_cpu_ms: list[float] = attrs.field(factory=list)  # TCP rows, where /proc tells
+    load_busy: list[float] = attrs.field(factory=list)  # TCP rows
 
     @property
     def rate(self) -> float:
         return statistics.median(self.runs) if self.runs else 0.0
+
+    def add(self, result: float | tcp.Measured) -> None:
+        if isinstance(result, tcp.Measured):
+            self.load_busy.append(result.load_busy)
+            if result.server_cpu_ms is not None:
+                self.server_cpu_ms.append(result.server_cpu_ms)
+            result = result.rate
+        self.runs.append(result)
+
+
+def _median(values: list[float], digits: int) -> float | None:
+    return round(statistics.median(values), digits) if values else None
 
 
 def _rows(material: Material, seconds: float, concurrency: int, workers: int) -> dict:
@@ -95,7 +108,7 @@ def measure_all(material: Material, *, seconds: float, rounds: int, concurrency:
     for round_ in range(rounds):
         for name, measure in measures.items():
             progress(f"round {round_ + 1}/{rounds}: {name}")
-            rows[name].runs.append(measure())
+            rows[name].add(measure())
     progress("resumption and CA count (raw loop)")
     extras = _extras(material, seconds, rounds)
     return _report(material, rows, extras, seconds=seconds, rounds=rounds,
@@ -117,9 +130,11 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             "runs": [round(r, 1) for r in row.runs],
             "ratio_to_stdlib_membio": _ratio(row.rate, base),
         }
-        if row.name not in (BASELINE, "edge-inmemory"):  # the loopback TCP rows
+        if row.load_busy:  # the loopback TCP rows
             entry["ratio_to_asyncio_tcp"] = _ratio(row.rate, asyncio_row)
             entry["ratio_to_openssl_s_server"] = _ratio(row.rate, openssl_row)
+            entry["server_cpu_ms_per_handshake"] = _median(row.server_cpu_ms, 3)
+            entry["load_generator_busy"] = _median(row.load_busy, 2)
         out.append(entry)
     workers_row = rows[f"edge-tcp-workers-{settings['workers']}"]
     return {
@@ -148,7 +163,8 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
 
 def render(report: dict, console: Console) -> None:
     table = Table(title="Full mutual-TLS handshakes per second (median of rounds)")
-    for column in ("row", "handshakes/s", "x stdlib-membio", "x asyncio-tcp", "x openssl"):
+    for column in ("row", "handshakes/s", "x membio", "x asyncio", "x openssl", "server ms/hs",
+                   "load busy"):
         table.add_column(column, justify="left" if column == "row" else "right")
 
     def fmt(value) -> str:
@@ -157,8 +173,14 @@ def render(report: dict, console: Console) -> None:
     for row in report["rows"]:
         table.add_row(row["name"], f"{row['handshakes_per_s']:.0f}",
                       fmt(row["ratio_to_stdlib_membio"]), fmt(row.get("ratio_to_asyncio_tcp")),
-                      fmt(row.get("ratio_to_openssl_s_server")))
+                      fmt(row.get("ratio_to_openssl_s_server")),
+                      fmt(row.get("server_cpu_ms_per_handshake")),
+                      fmt(row.get("load_generator_busy")))
     console.print(table)
+    console.print("[dim]x membio / asyncio / openssl: ratios to stdlib-membio, asyncio-tcp and "
+                  "openssl-s_server. TCP rows: server ms/hs is the server processes' CPU per "
+                  "handshake, which compares servers whatever the pace; load busy near 1.00 "
+                  "means the load generator (on the same cores) set the pace.[/dim]")
     resumption = report["resumption"]
     console.print(
         f"TLS resumption: raw loop {resumption['resumed_per_s']:.0f}/s resumed vs "

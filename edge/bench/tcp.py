@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import attrs
 import trio
 
 from edge.bench.material import HOST, Material, edge_deployment
@@ -94,12 +97,13 @@ async def _client(context: ssl.SSLContext, port: int, deadline: float, counts: l
 
 
 async def _load(material: Material, port: int, seconds: float, concurrency: int) -> tuple:
+    """(succeeded, failed, elapsed seconds, CPU seconds this process spent meanwhile)."""
     context = material.client_context()
     counts = [0, 0]
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     deadline = started + seconds
     await asyncio.gather(*(_client(context, port, deadline, counts) for _ in range(concurrency)))
-    return counts[0], counts[1], time.monotonic() - started
+    return counts[0], counts[1], time.monotonic() - started, time.process_time() - cpu
 
 
 def load_process(material: Material, port: int, seconds: float, concurrency: int, out) -> None:
@@ -130,32 +134,62 @@ def _wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"no server answered on {LOOPBACK}:{port} within {timeout:.0f} s")
 
 
-def measure(start_server: Callable[[int], Callable[[], None]], material: Material,
-            seconds: float, concurrency: int) -> float:
-    """Handshakes (with one 200 answer each) per second, the server started by `start_server`."""
+@attrs.frozen
+class Started:
+    """A server running for one measurement: how to stop it, and its processes."""
+
+    stop: Callable[[], None]
+    pids: tuple[int, ...]
+
+
+@attrs.frozen
+class Measured:
+    rate: float  # handshakes (with one 200 answer each) per second
+    server_cpu_ms: float | None  # the server processes' CPU per handshake, where /proc tells
+    load_busy: float  # the load generator's CPU seconds per second: near 1.0, it set the pace
+
+
+def cpu_seconds(pids: tuple[int, ...]) -> float | None:
+    """User + system CPU of these processes so far (Linux /proc), or None where unknown."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measure(start_server: Callable[[int], Started], material: Material,
+            seconds: float, concurrency: int) -> Measured:
+    """One round against the server `start_server` starts: its rate, and what it cost."""
     port = free_port()
-    stop = start_server(port)
+    server = start_server(port)
     try:
         _wait_for_port(port)
         out = _spawn.Queue()
         loader = _spawn.Process(target=load_process, args=(material, port, seconds, concurrency, out),
                                 daemon=True)
+        before = cpu_seconds(server.pids)
         loader.start()
         try:
-            ok, failed, elapsed = out.get(timeout=seconds + 120)
+            ok, failed, elapsed, load_cpu = out.get(timeout=seconds + 120)
+            after = cpu_seconds(server.pids)
         finally:
             _end(loader)
     finally:
-        stop()
+        server.stop()
     if ok == 0:
         raise RuntimeError(f"no handshake succeeded ({failed} failed)")
-    return ok / elapsed
+    server_cpu = None if before is None or after is None else (after - before) * 1e3 / ok
+    return Measured(ok / elapsed, server_cpu, load_cpu / elapsed)
 
 
 def python_servers(target, material: Material, workers: int = 1):
     """A starter for `measure`: `workers` processes running `target` on one port."""
 
-    def start(port: int) -> Callable[[], None]:
+    def start(port: int) -> Started:
         processes = []
 
         def stop() -> None:
@@ -170,7 +204,7 @@ def python_servers(target, material: Material, workers: int = 1):
             if not ready.wait(60):
                 stop()
                 raise RuntimeError("a bench server did not start within 60 s")
-        return stop
+        return Started(stop, tuple(process.pid for process in processes))
 
     return start
 
@@ -181,7 +215,7 @@ def openssl_server(material: Material):
     if binary is None:
         return None
 
-    def start(port: int) -> Callable[[], None]:
+    def start(port: int) -> Started:
         version = "-tls1_3" if material.tls == "1.3" else "-tls1_2"
         command = [
             binary, "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(material.server_cert),
@@ -199,6 +233,6 @@ def openssl_server(material: Material):
                 process.kill()
                 process.wait()
 
-        return stop
+        return Started(stop, (process.pid,))
 
     return start
