@@ -23,6 +23,7 @@ class TlsOutcome(str, enum.Enum):
     TIMEOUT = "timeout"  # the handshake did not finish in time
     CLIENT_CLOSED = "client_closed"  # the peer went away mid-handshake
     INTERNAL = "internal"  # the edge itself failed; never silent
+    STOPPED = "stopped"  # the edge shut down before the handshake finished
 
 
 class Decision(str, enum.Enum):

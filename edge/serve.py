@@ -28,6 +28,7 @@ from edge.deployment import Deployment
 from edge.events import Event, RequestEvent
 from edge.net import TcpListener
 from edge.node.identity import EdgeIdentity
+from edge.node.node import EdgeNode, NodeSettings
 from edge.node.origin import EchoOrigin
 from edge.scenario import model as m
 from edge.scenario.loader import load, parse
@@ -45,6 +46,7 @@ class Served:
     port: int
     server_ca: Path
     api_url: str | None  # e.g. http://127.0.0.1:8080, without /client/v4
+    stop: Callable[[], None] = attrs.field(eq=False, repr=False)  # a graceful stop, as Ctrl-C
 
 
 class ServeError(ValueError):
@@ -114,8 +116,8 @@ async def _set_up(deployment: Deployment, config: m.Scenario, base: Path,
         say(f"zone {zone_id} ({name})")
 
 
-async def _serve_api(nursery, plane, settle, api: tuple[str, int], tokens: frozenset[str],
-                     say) -> str:
+async def _serve_api(nursery, plane, settle, api: tuple[str, int],
+                     tokens: frozenset[str]) -> str:
     """The control-plane API on `api`, behind hypercorn (an HTTP server that runs on Trio)."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as serve_asgi
@@ -126,11 +128,14 @@ async def _serve_api(nursery, plane, settle, api: tuple[str, int], tokens: froze
     config.bind = [f"{api[0]}:{api[1]}"]
     config.accesslog = None
     config.errorlog = None
-    binds = await nursery.start(
-        lambda task_status: serve_asgi(build_app(plane, tokens, settle=settle),
-                                       config, task_status=task_status)
-    )
-    say(f"control-plane API on {binds[0]}/client/v4 (Authorization: Bearer <token>)")
+    try:
+        binds = await nursery.start(
+            lambda task_status: serve_asgi(build_app(plane, tokens, settle=settle),
+                                           config, task_status=task_status)
+        )
+    except OSError as err:
+        raise ServeError(f"cannot listen on {api[0]}:{api[1]} (--api): "
+                         f"{err.strerror or err}") from None
     return binds[0]
 
 
@@ -204,59 +209,81 @@ async def serve(
         identity.ca.cert_pem.write_to_path(str(ca_path))
         await _run(identity, collector, config, base, options, ca_path=ca_path, say=say,
                    task_status=task_status)
+    say("edge: stopped" + ("; every event was written" if events is not None else ""))
 
 
 async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario, base: Path,
                options: ServeOptions, *, ca_path: Path, say, task_status) -> None:
-    """Serve until cancelled, the server CA written at `ca_path` for as long as it runs."""
+    """Serve until stopped (a signal, `Served.stop`) or cancelled; the server CA is written at
+    `ca_path` for as long as it runs. A stop winds the edge down first (no new connections,
+    those in flight finish), and only then the plane, the API and the collector."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope, say)
         deployment = Deployment(
             start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=trio.current_time()),
             identity=identity, collector=collector,
         )
         await deployment.start_in(nursery)
-        await _set_up(deployment, config, base, say)
-        listen, workers = options.listen, options.workers
-        host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
-        try:
-            if workers == 1:
-                host, port = await _serve_in_process(nursery, deployment, (host, listen[1]))
-                settle = deployment.settle
-            else:
-                pool = Workers(workers, plane=deployment.plane, identity=identity,
-                               collector=collector, origin=EchoOrigin(), name=NODE)
-                host, port = await nursery.start(pool.run, (host, listen[1]))
-                settle = pool.settle
-        except OSError as err:
-            raise ServeError(f"cannot listen on {host}:{listen[1]}: {err.strerror or err}") \
-                from None
-        processes = f" in {workers} worker processes" if workers > 1 else ""
-        say(f"edge serving mTLS on {host}:{port}{processes}; clients trust the edge's server CA: "
-            f"{ca_path}")
-        api_url = None
-        if options.api is not None:
-            tokens = options.tokens
-            if not tokens:
-                tokens = frozenset([secrets.token_urlsafe(24)])
-                say(f"API token (generated): {next(iter(tokens))}")
-            api_url = await _serve_api(nursery, deployment.plane, settle, options.api, tokens,
-                                       say)
-        task_status.started(Served(host, port, ca_path, api_url))
+        said: list[str] = []  # the set-up's lines, shown once the ports are ours
+        await _set_up(deployment, config, base, said.append)
+        async with trio.open_nursery() as edge:
+            host, port, settle, stop = await _listen(edge, deployment, options, collector)
+            api_url, token_line = None, None
+            if options.api is not None:
+                tokens = options.tokens
+                if not tokens:
+                    tokens = frozenset([secrets.token_urlsafe(24)])
+                    token_line = f"API token (generated): {next(iter(tokens))}"
+                api_url = await _serve_api(nursery, deployment.plane, settle, options.api, tokens)
+            processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
+            for line in [*said, f"edge serving mTLS on {host}:{port}{processes}; clients trust "
+                         f"the edge's server CA: {ca_path}"]:
+                say(line)
+            if api_url is not None:
+                say(f"control-plane API on {api_url}/client/v4 (Authorization: Bearer <token>)")
+                if token_line:
+                    say(token_line)
+            nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope, say)
+            task_status.started(Served(host, port, ca_path, api_url, stop))
+        nursery.cancel_scope.cancel()  # every connection has ended: now the rest
 
 
-async def _stop_on_sigterm(scope: trio.CancelScope, say: Callable[[str], None]) -> None:
-    """`kill` (SIGTERM) stops the edge as Ctrl-C does: in order, every event written."""
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            say("edge: stopped (SIGTERM); every event was written")
-            scope.cancel()
-            return
+async def _listen(edge: trio.Nursery, deployment: Deployment, options: ServeOptions,
+                  collector: Collector) -> tuple[str, int, Callable, Callable[[], None]]:
+    """The mTLS port, served in this process or by workers: (host, port, settle, stop)."""
+    listen = options.listen
+    host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
+    try:
+        if options.workers == 1:
+            node = await deployment.add_node(NODE, origin=EchoOrigin())
+            host, port = await _serve_in_process(edge, deployment, node, (host, listen[1]))
+            return host, port, deployment.settle, node.stop_accepting
+        pool = Workers(options.workers, plane=deployment.plane, identity=deployment.identity,
+                       collector=collector, origin=EchoOrigin(), name=NODE)
+        host, port = await edge.start(pool.run, (host, listen[1]))
+        return host, port, pool.settle, pool.stop
+    except OSError as err:
+        raise ServeError(f"cannot listen on {host}:{listen[1]}: {err.strerror or err}") from None
 
 
-async def _serve_in_process(nursery, deployment: Deployment, address) -> tuple[str, int]:
-    """One EdgeNode in this process, on every socket trio opens for `address`."""
-    node = await deployment.add_node(NODE, origin=EchoOrigin())
+async def _stop_on_signals(stop: Callable[[], None], everything: trio.CancelScope,
+                           say: Callable[[str], None]) -> None:
+    """Ctrl-C or `kill` (SIGTERM): a graceful stop; a second one: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        stopping = False
+        async for number in signals:
+            if stopping:
+                break
+            name = "Ctrl-C" if number == signal.SIGINT else "SIGTERM"
+            say(f"edge: stopping ({name}): no new connections; those in flight get "
+                f"{NodeSettings().stop_grace:.0f} s (again to stop at once)")
+            stopping = True
+            stop()
+    everything.cancel()
+
+
+async def _serve_in_process(nursery, deployment: Deployment, node: EdgeNode,
+                            address) -> tuple[str, int]:
+    """`node` on every socket trio opens for `address`."""
     await deployment.settle()  # listen only once the configuration is in: no client sees a 503
     listeners = await trio.open_tcp_listeners(address[1], host=address[0])
     for listener in listeners:

@@ -32,7 +32,7 @@ from edge.node.node import EdgeNode, NodeSettings
 from edge.node.origin import Origin
 
 HEADER = struct.Struct("!I")
-STOP_TIMEOUT = 10.0  # seconds a worker has to hand over its last events
+STOP_TIMEOUT = 15.0  # seconds a worker has to wind down (NodeSettings.stop_grace) and report
 START_TIMEOUT = 60.0
 BATCH = 256  # events per message at most
 _spawn = multiprocessing.get_context("spawn")
@@ -168,7 +168,7 @@ async def _work(spec: WorkerSpec, control: socket.socket) -> None:
                         outbox_in.send_nowait(Listening())
 
                 await read_messages(stream, Frames(), apply)
-                serving.cancel_scope.cancel()  # the parent ended its side: stop serving
+                node.stop_accepting()  # the parent ended its side: wind down, then end
 
 
 async def _batch_events(events: trio.MemoryReceiveChannel[Event],
@@ -203,7 +203,8 @@ class Workers:
     """`count` worker processes serving one port, following `plane`, events to `collector`.
 
     Run with `await nursery.start(workers.run, address)`: it starts with the bound (host, port)
-    once every worker accepts; cancelling it stops the workers in order.
+    once every worker accepts, and returns after `stop()` once every worker has ended; if
+    cancelled instead, it still ends each worker's side in order before it returns.
     """
 
     def __init__(self, count: int, *, plane: ControlPlane, identity: EdgeIdentity,
@@ -218,6 +219,7 @@ class Workers:
         ]
         self.applied = [-1] * count
         self.pids: list[int | None] = [None] * count
+        self._stopping = trio.Event()
 
     async def run(self, address: tuple[str, int], *, task_status=trio.TASK_STATUS_IGNORED):
         with reserve(address) as reservation:
@@ -233,6 +235,11 @@ class Workers:
         """Wait until every worker serves the plane's newest snapshot."""
         while min(self.applied) < self._plane.store.version:
             await trio.sleep(0.001)
+
+    def stop(self) -> None:
+        """Begin a graceful stop: each worker stops accepting, lets its connections finish,
+        sends its last events and ends; `run` returns once all have."""
+        self._stopping.set()
 
     async def _worker(self, index: int, spec: WorkerSpec, *, task_status) -> None:
         parent, child = socket.socketpair()
@@ -256,21 +263,32 @@ class Workers:
         try:
             async with trio.open_nursery() as link:
                 link.start_soon(self._feed, stream)
-                await read_messages(stream, frames, handle)
-                raise WorkerExited(f"edge worker {spec.name} ended on its own "
-                                   f"(exit code {process.exitcode})")
+                await read_messages(stream, frames, handle)  # until the worker closes the link
+                if not self._stopping.is_set():
+                    raise WorkerExited(f"edge worker {spec.name} ended on its own "
+                                       f"(exit code {process.exitcode})")
         finally:
             with trio.CancelScope(shield=True):
                 await _stop(process, stream, frames, handle)
 
     async def _feed(self, stream: trio.SocketStream) -> None:
-        async with self._plane.subscribe() as snapshots:
-            async for snapshot in snapshots:
-                await stream.send_all(frame(snapshot))
+        """Snapshots to the worker until the edge stops; then end our side of the link."""
+        async with trio.open_nursery() as feeding:
+
+            async def until_stopping() -> None:
+                await self._stopping.wait()
+                feeding.cancel_scope.cancel()
+
+            feeding.start_soon(until_stopping)
+            async with self._plane.subscribe() as snapshots:
+                async for snapshot in snapshots:
+                    await stream.send_all(frame(snapshot))
+        await stream.send_eof()  # a frame cut short by the stop is dropped with the rest
 
 
 async def _stop(process, stream: trio.SocketStream, frames: Frames, handle) -> None:
-    """End our side, take the worker's last events, and make sure its process is gone."""
+    """End our side (if `_feed` did not), take the worker's last events, and make sure its
+    process is gone."""
     with trio.move_on_after(STOP_TIMEOUT):
         try:
             await stream.send_eof()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 
+import pytest
+
 import trio
 
 from edge.events import ConnectionEvent, Decision, RequestEvent, TlsOutcome
@@ -11,9 +13,10 @@ from edge.node.reasons import Reason
 from edge.pki import profiles
 from edge.pki.issuer import Authority
 from edge.pki.profiles import Profile
+from edge.net import ConnectionRefused
 from edge.tls import TlsChannel
 from edge.clients import client_context
-from edge_world import BLOCK_HOST, START, EdgeWorld, RecordingCollector
+from edge_world import BLOCK_HOST, LOG_HOST, START, EdgeWorld, RecordingCollector
 
 
 @functools.cache
@@ -167,3 +170,29 @@ async def test_a_cancelled_collector_still_records_what_was_queued():
         scope.cancel()
         await collector.run()
     assert [event.conn_id for event in collector.events] == [f"c{i}" for i in range(5)]
+
+
+async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_clock):
+    """stop_accepting(): a connection idle on keep-alive after one answered request, and one
+    still silent before its handshake, are cut when the grace runs out, and each still sends
+    its connection event (1 request, and STOPPED); new connections are refused."""
+    world = await EdgeWorld.start(nursery, tenant())
+    node = world.deployment.nodes["n1"]
+    credential = profiles.issue(Profile.VALID, tenant(), now=START)
+    context = client_context(world.deployment.identity.configure_trust, credential)
+    kept = world.deployment.network.connect("n1")
+    channel = TlsChannel.wrap(kept.stream, context, server_side=False, server_hostname=LOG_HOST)
+    await channel.handshake()
+    await channel.send_all(b"GET / HTTP/1.1\r\nHost: " + LOG_HOST.encode() + b"\r\n\r\n")
+    assert (await channel.receive_some()).startswith(b"HTTP/1.1 200")
+    silent = world.deployment.network.connect("n1")
+    await trio.sleep(0.1)
+    node.stop_accepting()
+    await trio.sleep(0.01)
+    with pytest.raises(ConnectionRefused):
+        world.deployment.network.connect("n1")
+    await trio.sleep(node.settings.stop_grace + 1)
+    kept_event, silent_event = (world.collector.connection(a.conn_id) for a in (kept, silent))
+    assert (kept_event.outcome, kept_event.requests) == (TlsOutcome.OK, 1)
+    assert "stopped" in kept_event.error and len(world.collector.requests(kept.conn_id)) == 1
+    assert (silent_event.outcome, silent_event.requests) == (TlsOutcome.STOPPED, 0)

@@ -253,8 +253,9 @@ async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path)
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_command_from_a_config_file_stops_on_sigterm_with_every_event(tmp_path):
-    """`edge serve FILE` as a user runs it: two workers from the file's [serve] table, a
-    request, then `kill`: exit status 0 and both events of the request in the file."""
+    """`edge serve FILE` as a user runs it: two workers from the file's [serve] table, ten
+    requests, then `kill` at once: exit status 0 and both events of every request in the file
+    (a stop lets answered connections account for themselves first)."""
     scenario = _files(tmp_path, "block")
     scenario.write_text('[serve]\nlisten = "127.0.0.1:0"\nworkers = 2\nevents = "events.jsonl"\n'
                         'server_ca_out = "edge-ca.pem"\n' + scenario.read_text())
@@ -267,15 +268,19 @@ def test_the_command_from_a_config_file_stops_on_sigterm_with_every_event(tmp_pa
                 port = line.split()[4].rstrip(";").rpartition(":")[2]
                 break
         assert port is not None, edge.stderr.read()
-        answer = subprocess.run(
+        statuses = [subprocess.run(
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
              str(tmp_path / "edge-ca.pem"), "--resolve", f"api.example.com:{port}:127.0.0.1",
-             f"https://api.example.com:{port}/"], capture_output=True, text=True, timeout=30)
+             f"https://api.example.com:{port}/{n}"], capture_output=True, text=True,
+            timeout=30).stdout for n in range(10)]
         edge.send_signal(signal.SIGTERM)
         out, err = edge.communicate(timeout=30)
     finally:
         edge.kill()
-    assert answer.stdout == "403" and edge.returncode == 0, err
-    assert "stopped (SIGTERM)" in out
+    assert statuses == ["403"] * 10 and edge.returncode == 0, err
+    assert "stopping (SIGTERM)" in out and "stopped; every event was written" in out
     records = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert sorted(r["kind"] for r in records) == ["connection", "request"]
+    requests = sorted(r["path"] for r in records if r["kind"] == "request")
+    assert requests == sorted(f"/{n}" for n in range(10))
+    connections = [r for r in records if r["kind"] == "connection"]
+    assert len(connections) == 10 and all(r["requests"] == 1 for r in connections)

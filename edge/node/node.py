@@ -38,12 +38,14 @@ class NodeSettings:
     max_body_bytes: int = 1024 * 1024
     max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH
     num_tickets: int = 0
+    stop_grace: float = 5.0  # seconds connections in flight get once the node stops accepting
 
 
 class _Connection:
     """Per-connection state the SNI callback fills in."""
 
-    __slots__ = ("conn_id", "client_ip", "snapshot", "contexts", "sni", "policy", "error")
+    __slots__ = ("conn_id", "client_ip", "snapshot", "contexts", "sni", "policy", "error",
+                 "requests")
 
     def __init__(self, conn_id: str, snapshot: EdgeConfig | None, contexts: ContextCache) -> None:
         self.conn_id = conn_id
@@ -53,9 +55,11 @@ class _Connection:
         self.sni: str | None = None
         self.policy: HostPolicy | None = None
         self.error = ""
+        self.requests = 0  # answered so far: still counted if the connection is cut short
 
 
 CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
+EMIT_TIMEOUT = 60.0  # seconds a cancelled connection waits for room at a stalled collector
 
 
 SESSION_VERDICTS = 4096
@@ -110,6 +114,7 @@ class EdgeNode:
         self._sessions = _Bounded(SESSION_VERDICTS)
         self._names: tuple[str, ...] | None = None
         self._contexts = self._adopt(None)
+        self._accepting: set[trio.CancelScope] = set()
 
     # --- snapshots ------------------------------------------------------------------------
 
@@ -149,47 +154,67 @@ class EdgeNode:
     # --- serving --------------------------------------------------------------------------
 
     async def serve(self, listener, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections until cancelled; each runs in this node's own nursery."""
+        """Accept connections, each in this node's own nursery, until cancelled or until
+        `stop_accepting()`: then the listener closes and the connections in flight get
+        `stop_grace` seconds to finish before they are cancelled (each still sends its events).
+        """
         async with trio.open_nursery() as connections:
-            task_status.started()
-            while True:
-                accepted = await listener.accept()
-                connections.start_soon(self.handle, accepted)
+            with trio.CancelScope() as accepting:
+                self._accepting.add(accepting)
+                try:
+                    task_status.started()
+                    while True:
+                        accepted = await listener.accept()
+                        connections.start_soon(self.handle, accepted)
+                finally:
+                    self._accepting.discard(accepting)
+            await listener.aclose()
+            connections.cancel_scope.deadline = trio.current_time() + self.settings.stop_grace
+
+    def stop_accepting(self) -> None:
+        """Begin a graceful stop: every `serve` of this node stops accepting and winds down."""
+        for scope in self._accepting:
+            scope.cancel()
 
     async def handle(self, accepted: Accepted) -> None:
-        """One connection from handshake to close; always exactly one connection event."""
+        """One connection from handshake to close; always exactly one connection event, even
+        when the connection is cancelled because the edge stops."""
         state = _Connection(accepted.conn_id, self.snapshot, self._contexts)
         channel = TlsChannel.wrap(accepted.stream, state.contexts.plain, server_side=True)
         channel.ssl_object.edge_connection = state  # read back by the SNI callback
         started_at, started = self._clock(), trio.current_time()
         openssl.track(channel.ssl_object, at_time=started_at)
-        outcome, error, verdict, requests = TlsOutcome.INTERNAL, "", None, 0
+        outcome, error, verdict = TlsOutcome.INTERNAL, "", None
         handshake_seconds = 0.0
         try:
             outcome, error = await self._handshake(channel)
             handshake_seconds = trio.current_time() - started
             if outcome is TlsOutcome.OK:
                 verdict = self._verdict(state, channel.ssl_object)
-                requests = await self._serve_http(state, channel, verdict)
+                await self._serve_http(state, channel, verdict)
         except Exception as exc:  # noqa: BLE001 - accounted for as INTERNAL, never lost
             outcome, error = TlsOutcome.INTERNAL, f"{type(exc).__name__}: {exc}"
+        except trio.Cancelled:
+            if verdict is None:
+                outcome = TlsOutcome.STOPPED
+            error = error or "the edge stopped during this connection"
+            raise
         finally:
             with trio.move_on_after(CLOSE_TIMEOUT) as closing:
                 closing.shield = True
                 await channel.aclose()
-        event = ConnectionEvent(
-            conn_id=state.conn_id,
-            node=self.name,
-            snapshot_version=_version(state.snapshot),
-            at=started_at,
-            sni=state.sni,
-            outcome=outcome,
-            verdict=verdict,
-            handshake_seconds=handshake_seconds,
-            requests=requests,
-            error=error or state.error,
-        )
-        await self._emit(event)
+            await self._emit(ConnectionEvent(
+                conn_id=state.conn_id,
+                node=self.name,
+                snapshot_version=_version(state.snapshot),
+                at=started_at,
+                sni=state.sni,
+                outcome=outcome,
+                verdict=verdict,
+                handshake_seconds=handshake_seconds,
+                requests=state.requests,
+                error=error or state.error,
+            ))
 
     async def _handshake(self, channel: TlsChannel) -> tuple[TlsOutcome, str]:
         """The handshake's outcome. Timed with `move_on_after` (one falls out of the block only
@@ -259,8 +284,9 @@ class EdgeNode:
 
     async def _serve_http(
         self, state: _Connection, channel: TlsChannel, verdict: verdicts.Verdict
-    ) -> int:
-        """Answer requests until the client closes, idles out or the connection must close.
+    ) -> None:
+        """Answer requests (counted in `state.requests`) until the client closes, idles out or
+        the connection must close.
 
         Only the wait for a request is timed: answering and its event (which waits for the
         collector when it is slow) are never cut short.
@@ -268,23 +294,23 @@ class EdgeNode:
         conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.settings.max_request_bytes
         )
-        served = 0
         while True:
             try:
                 request, body = None, b""
                 with trio.move_on_after(self.settings.idle_timeout):
                     request, body = await self._next_request(conn, channel)
                 if request is None:
-                    return served
+                    return
                 await self._answer(state, channel, conn, verdict, request, body)
-                served += 1
+                state.requests += 1  # with its request event sent
             except (h11.RemoteProtocolError, _RequestTooLarge) as exc:
                 await self._refuse(state, channel, conn, verdict, exc)
-                return served + 1
+                state.requests += 1
+                return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return served  # the client left mid-response: its requests still count
+                return  # the client left mid-response: its requests still count
             if conn.our_state is h11.MUST_CLOSE:
-                return served
+                return
             conn.start_next_cycle()
 
     async def _next_request(
@@ -382,14 +408,19 @@ class EdgeNode:
         """Hand an event to the collector: at once while its buffer has room, else wait for
         room, so a slow collector slows the node (backpressure).
 
-        `send` less its final scheduler pass: it is a cancel point all the same, but a
-        connection's task no longer yields once per event, only where it waits anyway.
+        Never a cancel point, and the wait is shielded (for up to EMIT_TIMEOUT): a connection
+        cancelled because the edge stops still accounts for itself. Only a collector that is
+        gone (its channel closed) leaves an event with nobody to take it.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            self._events.send_nowait(event)
-        except trio.WouldBlock:
-            await self._events.send(event)
+            try:
+                self._events.send_nowait(event)
+            except trio.WouldBlock:
+                with trio.move_on_after(EMIT_TIMEOUT) as waiting:
+                    waiting.shield = True
+                    await self._events.send(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes) -> None:
