@@ -185,8 +185,9 @@ def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, 
 
     CONFIG_FILE (optional) is a scenario or a serve configuration: its tenants, CAs,
     associations and rules are set up (fleets and timing are ignored), and its [serve] table
-    gives defaults for the options above (see docs/serve.md). Without it the edge starts with
-    one Enterprise account and the zone example.com. Ctrl-C stops it.
+    gives defaults for the options (see docs/serve.md). Without it the edge starts with one
+    Enterprise account and the zone example.com. Ctrl-C or SIGTERM stops it gracefully (no new
+    connections, those in flight finish, every event written); a second one at once.
     """
     import trio
 
@@ -208,7 +209,7 @@ def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, 
         sys.exit(2)
     except (KeyboardInterrupt, BaseExceptionGroup) as stopped:
         if isinstance(stopped, KeyboardInterrupt) or stopped.subgroup(KeyboardInterrupt):
-            click.echo("edge: stopped (Ctrl-C); every event was written", err=True)
+            click.echo("edge: stopped (Ctrl-C) while starting", err=True)
             return
         known = stopped.subgroup((ServeError, OSError, WorkerExited))
         if known is None:

@@ -30,10 +30,10 @@ from edge.scenario.model import FIRST_PHASE
 class ScenarioError(ValueError):
     """The scenario cannot run; `problems` lists each as `path: what was expected`."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], *, what: str = "scenario") -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}: invalid scenario\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(f"{source}: invalid {what}\n" + "\n".join(f"  {p}" for p in problems))
 
 
 class _Invalid(ValueError):
@@ -358,15 +358,21 @@ def parse(text: str, *, source: str = "<scenario>", serving: bool = False) -> m.
     """
     try:
         data = tomllib.loads(text)
+        if serving:
+            data = {**serve_defaults(), **data}
+        scenario = _structure(data, source)
+        problems = _references(scenario)
     except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(source, [f"not valid TOML: {err}"]) from None
-    if serving:
-        data = {**serve_defaults(), **data}
-    scenario = _structure(data, source)
-    problems = _references(scenario)
+        problems = [f"not valid TOML: {err}"]
+    except ScenarioError as err:
+        problems = err.problems
     if problems:
-        raise ScenarioError(source, problems)
+        raise ScenarioError(source, problems, what=_kind(serving))
     return scenario
+
+
+def _kind(serving: bool) -> str:
+    return "file for edge serve" if serving else "scenario"
 
 
 def serve_defaults() -> dict:
@@ -385,7 +391,8 @@ def load(path: str | Path, *, serving: bool = False) -> tuple[m.Scenario, Path]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(str(path), [f"cannot read the file: {err}"]) from None
+        raise ScenarioError(str(path), [f"cannot read the file: {err}"],
+                            what=_kind(serving)) from None
     scenario = parse(text, source=str(path), serving=serving)
     missing = [
         f"pki.{name}.{key}: no file {getattr(spec, key)!r} next to the scenario"
@@ -394,5 +401,5 @@ def load(path: str | Path, *, serving: bool = False) -> tuple[m.Scenario, Path]:
         if getattr(spec, key) is not None and not (path.parent / getattr(spec, key)).is_file()
     ]
     if missing:
-        raise ScenarioError(str(path), missing)
+        raise ScenarioError(str(path), missing, what=_kind(serving))
     return scenario, path.parent
