@@ -192,7 +192,7 @@ def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, 
     import trio
 
     from edge.scenario.loader import ScenarioError
-    from edge.serve import ServeError, configured, resolve
+    from edge.serve import ServeError, configured, leaves, resolve
     from edge.serve import serve as run_serve
     from edge.workers import WorkerExited
 
@@ -214,14 +214,9 @@ def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, 
         known = stopped.subgroup((ServeError, OSError, WorkerExited))
         if known is None:
             raise
-        for problem in _leaves(known):  # e.g. the port is taken: say so, no traceback
+        for problem in leaves(known):  # e.g. the port is taken: say so, no traceback
             click.echo(f"edge serve: {problem}", err=True)
         sys.exit(2)
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    return [leaf for inner in group.exceptions
-            for leaf in (_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])]
 
 
 @contextlib.contextmanager

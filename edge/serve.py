@@ -4,8 +4,9 @@ The same EdgeNode code as a rehearsal, behind a `TcpListener` on a loopback addr
 worker processes sharing one port). A file sets up its tenants, CAs, associations and rules (a
 scenario's fleets and timing are ignored) and may carry a [serve] table of options; without
 one the edge starts with one Enterprise account and the zone example.com.
-Events go to a JSON Lines file and, one line per request, to the terminal. Ctrl-C cancels the
-nursery: every task ends and the events file is closed complete.
+Events go to a JSON Lines file and, one line per request, to the terminal. Ctrl-C or SIGTERM
+stops gracefully (the edge first, then the rest), a second one at once; either way every
+connection's events are written before the file closes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import ipaddress
 import secrets
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
@@ -133,10 +134,17 @@ async def _serve_api(nursery, plane, settle, api: tuple[str, int],
             lambda task_status: serve_asgi(build_app(plane, tokens, settle=settle),
                                            config, task_status=task_status)
         )
-    except OSError as err:
-        raise ServeError(f"cannot listen on {api[0]}:{api[1]} (--api): "
+    except* OSError as group:  # hypercorn binds inside nurseries of its own
+        err = leaves(group)[0]
+        raise ServeError(f"cannot listen on {_address(*api)} for the API: "
                          f"{err.strerror or err}") from None
     return binds[0]
+
+
+def leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions of a (nested) group, in order."""
+    return [leaf for inner in group.exceptions
+            for leaf in (leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])]
 
 
 @attrs.frozen
@@ -207,17 +215,39 @@ async def serve(
     with tempfile.TemporaryDirectory(prefix="edge-serve-") as folder:
         ca_path = options.server_ca_out or Path(folder) / "server-ca.pem"
         identity.ca.cert_pem.write_to_path(str(ca_path))
-        await _run(identity, collector, config, base, options, ca_path=ca_path, say=say,
-                   task_status=task_status)
-    say("edge: stopped" + ("; every event was written" if events is not None else ""))
+        dropped = await _run(identity, collector, config, base, options, ca_path=ca_path,
+                             say=say, task_status=task_status)
+    if dropped:
+        say(f"edge: stopped; {dropped} events could not be recorded")
+    else:
+        say("edge: stopped" + ("; every event was written" if events is not None else ""))
+
+
+@attrs.define
+class _Edge:
+    """The serving side as `_run` steers it, in this process or in workers."""
+
+    host: str
+    port: int
+    settle: Callable[[], Awaitable[None]]
+    stop: Callable[..., None]  # stop(grace=None): graceful; stop(0): at once
+    dropped: Callable[[], int]  # events that could not be handed to the collector
+
+
+@attrs.define
+class _Stopper:
+    stop: Callable[..., None] | None = None  # None while starting: a signal then just cancels
 
 
 async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario, base: Path,
-               options: ServeOptions, *, ca_path: Path, say, task_status) -> None:
+               options: ServeOptions, *, ca_path: Path, say, task_status) -> int:
     """Serve until stopped (a signal, `Served.stop`) or cancelled; the server CA is written at
     `ca_path` for as long as it runs. A stop winds the edge down first (no new connections,
-    those in flight finish), and only then the plane, the API and the collector."""
+    those in flight finish), and only then the plane, the API and the collector. Returns the
+    number of events that could not be recorded."""
+    stopper = _Stopper()
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, stopper, nursery.cancel_scope, say)
         deployment = Deployment(
             start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=trio.current_time()),
             identity=identity, collector=collector,
@@ -225,60 +255,71 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
         await deployment.start_in(nursery)
         said: list[str] = []  # the set-up's lines, shown once the ports are ours
         await _set_up(deployment, config, base, said.append)
-        async with trio.open_nursery() as edge:
-            host, port, settle, stop = await _listen(edge, deployment, options, collector)
+        async with trio.open_nursery() as edge_nursery:
+            edge = await _listen(edge_nursery, deployment, options, collector)
             api_url, token_line = None, None
             if options.api is not None:
                 tokens = options.tokens
                 if not tokens:
                     tokens = frozenset([secrets.token_urlsafe(24)])
                     token_line = f"API token (generated): {next(iter(tokens))}"
-                api_url = await _serve_api(nursery, deployment.plane, settle, options.api, tokens)
+                api_url = await _serve_api(nursery, deployment.plane, edge.settle, options.api,
+                                           tokens)
             processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
-            for line in [*said, f"edge serving mTLS on {host}:{port}{processes}; clients trust "
-                         f"the edge's server CA: {ca_path}"]:
-                say(line)
+            say_lines = [*said, f"edge serving mTLS on {_address(edge.host, edge.port)}"
+                         f"{processes}; clients trust the edge's server CA: {ca_path}"]
             if api_url is not None:
-                say(f"control-plane API on {api_url}/client/v4 (Authorization: Bearer <token>)")
-                if token_line:
-                    say(token_line)
-            nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope, say)
-            task_status.started(Served(host, port, ca_path, api_url, stop))
+                say_lines.append(f"control-plane API on {api_url}/client/v4 "
+                                 "(Authorization: Bearer <token>)")
+            for line in [*say_lines, *([token_line] if token_line else [])]:
+                say(line)
+            stopper.stop = edge.stop
+            task_status.started(Served(edge.host, edge.port, ca_path, api_url, edge.stop))
         nursery.cancel_scope.cancel()  # every connection has ended: now the rest
+    return edge.dropped()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _listen(edge: trio.Nursery, deployment: Deployment, options: ServeOptions,
-                  collector: Collector) -> tuple[str, int, Callable, Callable[[], None]]:
-    """The mTLS port, served in this process or by workers: (host, port, settle, stop)."""
+                  collector: Collector) -> _Edge:
+    """The mTLS port, served by a node in this process or by workers."""
     listen = options.listen
     host = "127.0.0.1" if listen[0] == "localhost" else listen[0]  # one address, one port
     try:
         if options.workers == 1:
             node = await deployment.add_node(NODE, origin=EchoOrigin())
             host, port = await _serve_in_process(edge, deployment, node, (host, listen[1]))
-            return host, port, deployment.settle, node.stop_accepting
+            return _Edge(host, port, deployment.settle, node.stop, lambda: node.dropped)
         pool = Workers(options.workers, plane=deployment.plane, identity=deployment.identity,
                        collector=collector, origin=EchoOrigin(), name=NODE)
         host, port = await edge.start(pool.run, (host, listen[1]))
-        return host, port, pool.settle, pool.stop
+        return _Edge(host, port, pool.settle, pool.stop, lambda: pool.dropped)
     except OSError as err:
-        raise ServeError(f"cannot listen on {host}:{listen[1]}: {err.strerror or err}") from None
+        raise ServeError(f"cannot listen on {_address(host, listen[1])}: "
+                         f"{err.strerror or err}") from None
 
 
-async def _stop_on_signals(stop: Callable[[], None], everything: trio.CancelScope,
+async def _stop_on_signals(stopper: _Stopper, everything: trio.CancelScope,
                            say: Callable[[str], None]) -> None:
-    """Ctrl-C or `kill` (SIGTERM): a graceful stop; a second one: stop at once."""
+    """Ctrl-C or `kill` (SIGTERM): a graceful stop; a second one: the edge stops at once (the
+    events of what it cuts are still written); while starting: stop starting."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        stopping = False
+        received = 0
         async for number in signals:
-            if stopping:
-                break
-            name = "Ctrl-C" if number == signal.SIGINT else "SIGTERM"
-            say(f"edge: stopping ({name}): no new connections; those in flight get "
-                f"{NodeSettings().stop_grace:.0f} s (again to stop at once)")
-            stopping = True
-            stop()
-    everything.cancel()
+            received += 1
+            if stopper.stop is None:
+                everything.cancel()
+            elif received == 1:
+                name = "Ctrl-C" if number == signal.SIGINT else "SIGTERM"
+                say(f"edge: stopping ({name}): no new connections; those in flight get "
+                    f"{NodeSettings().stop_grace:.0f} s (again to stop at once)")
+                stopper.stop()
+            elif received == 2:
+                say("edge: stopping at once")
+                stopper.stop(0)
 
 
 async def _serve_in_process(nursery, deployment: Deployment, node: EdgeNode,

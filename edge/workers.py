@@ -1,12 +1,14 @@
 """Edge nodes in worker processes, for `edge serve --workers N`: one port, N processes.
 
 A Python process does its handshakes on one core; N workers, each an EdgeNode in a process of
-its own accepting on the same port (SO_REUSEPORT: the kernel spreads the connections), use N.
-The control plane, the API and the collector stay in the serving process. A socket pair links
-each worker to it: snapshots go out; back come a word per snapshot applied and the worker's
-events, as length-prefixed pickles between processes this module started itself. Stopping is
-part of that protocol rather than a signal: the parent ends its side, the worker stops serving,
-sends its last events and closes, and the parent reads to the end, so no event is lost.
+its own, use N. They accept on one listening socket the parent opened and handed to each (as
+gunicorn does), so no other process can join the port, as SO_REUSEPORT would let one. The
+control plane, the API and the collector stay in the parent. A socket pair links each worker to
+it, carrying length-prefixed pickles between processes this module started itself: snapshots and
+`Stop` go out; `Listening`, `Applied` (per snapshot), `Batch`es of events and a last `Ended` come
+back. Stopping is part of that protocol rather than a signal: after `Stop(grace)` the worker winds
+its node down, sends its last events and closes, and the parent reads to the end, so no event is
+lost. The end of the parent's side means "stop at once".
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import trustme
 
 from edge.collector import DEFAULT_BUFFER, Collector
 from edge.control.plane import ControlPlane, wall_clock
+from edge.control.snapshot import EdgeConfig
 from edge.events import Event
 from edge.net import TcpListener
 from edge.node.identity import EdgeIdentity
@@ -32,9 +35,10 @@ from edge.node.node import EdgeNode, NodeSettings
 from edge.node.origin import Origin
 
 HEADER = struct.Struct("!I")
-STOP_TIMEOUT = 15.0  # seconds a worker has to wind down (NodeSettings.stop_grace) and report
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0  # beyond a worker's grace: to report its last events and exit
 BATCH = 256  # events per message at most
+BATCHES_IN_FLIGHT = 4  # then the worker's node waits: backpressure from the parent's collector
 _spawn = multiprocessing.get_context("spawn")
 
 
@@ -42,8 +46,15 @@ _spawn = multiprocessing.get_context("spawn")
 
 
 @attrs.frozen
+class Stop:
+    """Parent to worker: stop as `EdgeNode.stop(grace)` does; a shorter grace hurries it."""
+
+    grace: float
+
+
+@attrs.frozen
 class Listening:
-    """The worker accepts connections on the shared port."""
+    """The worker accepts connections."""
 
 
 @attrs.frozen
@@ -56,6 +67,13 @@ class Applied:
 @attrs.frozen
 class Batch:
     events: tuple[Event, ...]
+
+
+@attrs.frozen
+class Ended:
+    """The worker's last word: events it could not hand over (0 unless its node was stuck)."""
+
+    dropped: int
 
 
 def frame(message: object) -> bytes:
@@ -90,31 +108,17 @@ async def read_messages(stream: trio.abc.ReceiveStream, frames: Frames,
             await handle(message)
 
 
-def reuse_port_socket(address: tuple[str, int], *, listen: bool) -> socket.socket:
-    """A socket on `address` that other processes may bind as well (SO_REUSEPORT)."""
-    sock = _socket_for(address, reuse_port=True)
-    sock.bind(address)
-    if listen:
-        sock.listen(1024)
-    return sock
-
-
-def reserve(address: tuple[str, int]) -> socket.socket:
-    """The port for the workers, bound but not listening: ours until they listen on it too,
-    and no connection waits on a socket nobody accepts from. A port something already
-    listens on is refused, even another edge's that would share it through SO_REUSEPORT."""
-    if address[1]:
-        with _socket_for(address, reuse_port=False) as probe:
-            probe.bind(address)
-    return reuse_port_socket(address, listen=False)
-
-
-def _socket_for(address: tuple[str, int], *, reuse_port: bool) -> socket.socket:
+def listening_socket(address: tuple[str, int]) -> socket.socket:
+    """The one socket every worker accepts on (no SO_REUSEPORT: nobody else can join)."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not listeners
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT only
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -123,10 +127,9 @@ def _socket_for(address: tuple[str, int], *, reuse_port: bool) -> socket.socket:
 
 @attrs.frozen
 class WorkerSpec:
-    """Everything a worker needs, picklable: the node's name, the port and the edge identity."""
+    """Everything a worker needs, picklable: the node's name and the edge identity."""
 
     name: str
-    address: tuple[str, int]
     ca_cert_pem: bytes = attrs.field(repr=False)
     ca_key_pem: bytes = attrs.field(repr=False)
     names: tuple[str, ...]
@@ -134,46 +137,68 @@ class WorkerSpec:
     settings: NodeSettings = NodeSettings()
 
 
-def worker_main(spec: WorkerSpec, control: socket.socket) -> None:
+def worker_main(spec: WorkerSpec, control: socket.socket, listener: socket.socket) -> None:
     """A worker process's entry point."""
     for stop in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops us in order
         signal.signal(stop, signal.SIG_IGN)
-    trio.run(_work, spec, control)
+    trio.run(_work, spec, control, listener)
 
 
-async def _work(spec: WorkerSpec, control: socket.socket) -> None:
+async def _work(spec: WorkerSpec, control: socket.socket, listener: socket.socket) -> None:
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(control))
     events_in, events_out = trio.open_memory_channel[Event](DEFAULT_BUFFER)
     outbox_in, outbox_out = trio.open_memory_channel[object](math.inf)
+    credits = trio.Semaphore(BATCHES_IN_FLIGHT)
     identity = EdgeIdentity(trustme.CA.from_pem(spec.ca_cert_pem, spec.ca_key_pem),
                             names=spec.names)
     node = EdgeNode(spec.name, identity=identity, events=events_in, clock=wall_clock,
                     origin=spec.origin, settings=spec.settings)
+    serving = False
+
+    async def serve(worker: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        tcp = TcpListener(trio.SocketListener(trio.socket.from_stdlib_socket(listener)))
+        await node.serve(tcp, task_status=task_status)
+        worker.cancel_scope.cancel()  # the node has wound down: this worker is done
+
+    async def follow_parent(worker: trio.Nursery) -> None:
+        async def handle(message: object) -> None:
+            nonlocal serving
+            if isinstance(message, Stop):
+                node.stop(message.grace)
+                if not serving:
+                    worker.cancel_scope.cancel()
+            elif isinstance(message, EdgeConfig):
+                node.apply_snapshot(message)
+                outbox_in.send_nowait(Applied(message.version))
+                if not serving and not node.stopping:  # listen once the first snapshot is in
+                    serving = True
+                    await worker.start(serve, worker)
+                    outbox_in.send_nowait(Listening())
+
+        await read_messages(stream, Frames(), handle)
+        node.stop(0)  # the parent's side ended: stop at once
+        if not serving:
+            worker.cancel_scope.cancel()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_send_out, stream, outbox_out)
-        nursery.start_soon(_batch_events, events_out, outbox_in.clone())
-        async with outbox_in, events_in:  # closed once serving ends: the others then finish
-            async with trio.open_nursery() as serving:
-
-                async def apply(snapshot) -> None:
-                    """Listen only once the first snapshot is in: no client sees a 503."""
-                    first = node.snapshot is None
-                    node.apply_snapshot(snapshot)
-                    outbox_in.send_nowait(Applied(snapshot.version))
-                    if first:
-                        listener = trio.SocketListener(trio.socket.from_stdlib_socket(
-                            reuse_port_socket(spec.address, listen=True)))
-                        await serving.start(node.serve, TcpListener(listener))
-                        outbox_in.send_nowait(Listening())
-
-                await read_messages(stream, Frames(), apply)
-                node.stop_accepting()  # the parent ended its side: wind down, then end
+        nursery.start_soon(_send_out, stream, outbox_out, credits)
+        nursery.start_soon(_batch_events, events_out, outbox_in.clone(), credits)
+        async with outbox_in, events_in:  # closed once the worker is done: the others finish
+            async with trio.open_nursery() as worker:
+                worker.start_soon(follow_parent, worker)
+            outbox_in.send_nowait(Ended(node.dropped))
+    # Our side is ended; read the parent's to its end before closing, since closing a socket
+    # with bytes unread resets it, and a reset can destroy what the parent has yet to read.
+    with trio.move_on_after(STOP_TIMEOUT):
+        while await stream.receive_some(65536):
+            pass
+    await stream.aclose()
 
 
 async def _batch_events(events: trio.MemoryReceiveChannel[Event],
-                        outbox: trio.MemorySendChannel[object]) -> None:
-    """The node's events, a batch per message, until the node's channel closes."""
+                        outbox: trio.MemorySendChannel[object], credits: trio.Semaphore) -> None:
+    """The node's events, a batch per message, until the node's channel closes; at most
+    BATCHES_IN_FLIGHT unsent, so a slow parent slows the node rather than piling up events."""
     async with events, outbox:
         async for event in events:
             batch = [event]
@@ -182,14 +207,18 @@ async def _batch_events(events: trio.MemoryReceiveChannel[Event],
                     batch.append(events.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            await credits.acquire()
             outbox.send_nowait(Batch(tuple(batch)))
 
 
-async def _send_out(stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[object]) -> None:
+async def _send_out(stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[object],
+                    credits: trio.Semaphore) -> None:
     async with outbox:
         async for message in outbox:
             await stream.send_all(frame(message))
-    await stream.aclose()  # the parent reads to here: every event is in
+            if isinstance(message, Batch):
+                credits.release()
+    await stream.send_eof()  # the parent reads to here: every event is in
 
 
 # --- the parent's side ------------------------------------------------------------------------
@@ -204,7 +233,7 @@ class Workers:
 
     Run with `await nursery.start(workers.run, address)`: it starts with the bound (host, port)
     once every worker accepts, and returns after `stop()` once every worker has ended; if
-    cancelled instead, it still ends each worker's side in order before it returns.
+    cancelled instead, it still tells each worker to stop at once and takes its last events.
     """
 
     def __init__(self, count: int, *, plane: ControlPlane, identity: EdgeIdentity,
@@ -213,22 +242,31 @@ class Workers:
         self._plane = plane
         self._collector = collector
         self._specs = [
-            WorkerSpec(f"{name}-{index + 1}", ("", 0), identity.ca.cert_pem.bytes(),
+            WorkerSpec(f"{name}-{index + 1}", identity.ca.cert_pem.bytes(),
                        identity.ca.private_key_pem.bytes(), identity.names, origin, settings)
             for index in range(count)
         ]
         self.applied = [-1] * count
         self.pids: list[int | None] = [None] * count
-        self._stopping = trio.Event()
+        self.dropped = 0  # events workers reported they could not hand over
+        self.stopping = False
+        self._stops: list[Stop] = []  # every stop asked for, for workers still starting too
+        self._stop_feeds: list[trio.MemorySendChannel[Stop]] = []
 
     async def run(self, address: tuple[str, int], *, task_status=trio.TASK_STATUS_IGNORED):
-        with reserve(address) as reservation:
-            bound = reservation.getsockname()[:2]
+        with listening_socket(address) as listener:
+            bound = listener.getsockname()[:2]
             async with trio.open_nursery() as nursery:
-                with trio.fail_after(START_TIMEOUT):
-                    for index, spec in enumerate(self._specs):
-                        await nursery.start(self._worker, index, attrs.evolve(spec, address=bound))
-                reservation.close()
+                listening = [trio.Event() for _ in self._specs]
+                for index, spec in enumerate(self._specs):
+                    nursery.start_soon(self._worker, index, spec, listener, listening[index])
+                with trio.move_on_after(START_TIMEOUT) as waiting:
+                    for event in listening:
+                        await event.wait()
+                if waiting.cancelled_caught:
+                    raise WorkerExited(f"the edge workers did not start within "
+                                       f"{START_TIMEOUT:.0f} s")
+                listener.close()  # the workers hold their own copies
                 task_status.started(bound)
 
     async def settle(self) -> None:
@@ -236,67 +274,84 @@ class Workers:
         while min(self.applied) < self._plane.store.version:
             await trio.sleep(0.001)
 
-    def stop(self) -> None:
-        """Begin a graceful stop: each worker stops accepting, lets its connections finish,
-        sends its last events and ends; `run` returns once all have."""
-        self._stopping.set()
+    def stop(self, grace: float | None = None) -> None:
+        """Stop every worker as `EdgeNode.stop(grace)` does; `run` returns once all ended."""
+        stop = Stop(self._specs[0].settings.stop_grace if grace is None else grace)
+        self._stops.append(stop)
+        for feed in self._stop_feeds:
+            feed.send_nowait(stop)
+        self.stopping = True
 
-    async def _worker(self, index: int, spec: WorkerSpec, *, task_status) -> None:
+    async def _worker(self, index: int, spec: WorkerSpec, listener: socket.socket,
+                      listening: trio.Event) -> None:
         parent, child = socket.socketpair()
-        process = _spawn.Process(target=worker_main, args=(spec, child), daemon=True,
+        process = _spawn.Process(target=worker_main, args=(spec, child, listener), daemon=True,
                                  name=f"edge worker {spec.name}")
         process.start()
         self.pids[index] = process.pid
         child.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(parent))
         frames = Frames()
+        stops_in, stops_out = trio.open_memory_channel[Stop](math.inf)
+        self._stop_feeds.append(stops_in)
+        for stop in self._stops:
+            stops_in.send_nowait(stop)
 
         async def handle(message: object) -> None:
             if isinstance(message, Listening):
-                task_status.started()
+                listening.set()
             elif isinstance(message, Applied):
                 self.applied[index] = message.version
             elif isinstance(message, Batch):
                 for event in message.events:
                     await self._collector.record(event)
+            elif isinstance(message, Ended):
+                self.dropped += message.dropped
 
         try:
             async with trio.open_nursery() as link:
-                link.start_soon(self._feed, stream)
-                await read_messages(stream, frames, handle)  # until the worker closes the link
-                if not self._stopping.is_set():
+                link.start_soon(self._feed, stream, stops_out)
+                try:
+                    await read_messages(stream, frames, handle)  # until the worker ends the link
+                except trio.BrokenResourceError:
+                    pass  # a worker that died with our bytes unread resets the link
+                if not self.stopping:
                     raise WorkerExited(f"edge worker {spec.name} ended on its own "
                                        f"(exit code {process.exitcode})")
+                link.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await _stop(process, stream, frames, handle)
+                await _end(process, stream, frames, handle)
 
-    async def _feed(self, stream: trio.SocketStream) -> None:
-        """Snapshots to the worker until the edge stops; then end our side of the link."""
+    async def _feed(self, stream: trio.SocketStream,
+                    stops: trio.MemoryReceiveChannel[Stop]) -> None:
+        """Snapshots to the worker, and then its stops: the one writer of the link."""
         async with trio.open_nursery() as feeding:
 
-            async def until_stopping() -> None:
-                await self._stopping.wait()
-                feeding.cancel_scope.cancel()
+            async def snapshots() -> None:
+                async with self._plane.subscribe() as arriving:
+                    async for snapshot in arriving:
+                        await stream.send_all(frame(snapshot))
 
-            feeding.start_soon(until_stopping)
-            async with self._plane.subscribe() as snapshots:
-                async for snapshot in snapshots:
-                    await stream.send_all(frame(snapshot))
-        await stream.send_eof()  # a frame cut short by the stop is dropped with the rest
+            feeding.start_soon(snapshots)
+            stop = await stops.receive()
+            feeding.cancel_scope.cancel()
+        await stream.send_all(frame(stop))
+        async for stop in stops:  # a hurried stop (a second Ctrl-C)
+            await stream.send_all(frame(stop))
 
 
-async def _stop(process, stream: trio.SocketStream, frames: Frames, handle) -> None:
-    """End our side (if `_feed` did not), take the worker's last events, and make sure its
-    process is gone."""
+async def _end(process, stream: trio.SocketStream, frames: Frames, handle) -> None:
+    """After the link: end our side (to a worker still running: stop at once), take its last
+    events, and make sure its process is gone."""
     with trio.move_on_after(STOP_TIMEOUT):
         try:
             await stream.send_eof()
             await read_messages(stream, frames, handle)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        await trio.to_thread.run_sync(process.join)
+        await trio.to_thread.run_sync(process.join, STOP_TIMEOUT)
     if process.is_alive():
         process.kill()
-        await trio.to_thread.run_sync(process.join)
+        await trio.to_thread.run_sync(process.join, STOP_TIMEOUT)
     await stream.aclose()

@@ -236,3 +236,26 @@ async def test_a_change_is_answered_only_once_the_edge_serves_it(nursery):
             "managed_request_headers": [{"id": "add_client_certificate_headers",
                                          "enabled": True}]})
         assert settled == [plane.store.version]
+
+
+async def test_a_change_the_edge_does_not_confirm_in_time_says_so(nursery, autojump_clock):
+    plane = ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
+    await nursery.start(plane.run)
+    account = await plane.submit(c.CreateAccount("a"))
+    zone = await plane.submit(c.CreateZone(account.id, "example.com"))
+
+    async def stuck() -> None:
+        await trio.sleep_forever()
+
+    app = build_app(plane, frozenset({TOKEN}), settle=stuck)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://edge") as http:
+        answer = await http.patch(
+            f"/client/v4/zones/{zone.id}/managed_headers",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"managed_request_headers": [{"id": "add_client_certificate_headers",
+                                               "enabled": True}]})
+    body = answer.json()
+    assert answer.status_code == 200 and body["success"] is True
+    assert [m["code"] for m in body["messages"]] == [1456]
+    assert body["result"]["managed_request_headers"][0]["enabled"] is True

@@ -173,9 +173,9 @@ async def test_a_cancelled_collector_still_records_what_was_queued():
 
 
 async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_clock):
-    """stop_accepting(): a connection idle on keep-alive after one answered request, and one
-    still silent before its handshake, are cut when the grace runs out, and each still sends
-    its connection event (1 request, and STOPPED); new connections are refused."""
+    """stop(): new connections are refused; one kept alive after an answered request closes at
+    once; one still silent before its handshake is cut when the grace runs out: each sends its
+    connection event (1 request, OK; then 0 requests, STOPPED)."""
     world = await EdgeWorld.start(nursery, tenant())
     node = world.deployment.nodes["n1"]
     credential = profiles.issue(Profile.VALID, tenant(), now=START)
@@ -187,12 +187,15 @@ async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_c
     assert (await channel.receive_some()).startswith(b"HTTP/1.1 200")
     silent = world.deployment.network.connect("n1")
     await trio.sleep(0.1)
-    node.stop_accepting()
+    node.stop()
     await trio.sleep(0.01)
     with pytest.raises(ConnectionRefused):
         world.deployment.network.connect("n1")
+    assert await channel.receive_some() == b""  # the edge closed the idle connection
+    kept_event = world.collector.connection(kept.conn_id)
+    assert (kept_event.outcome, kept_event.requests, kept_event.error) == (TlsOutcome.OK, 1, "")
+    assert len(world.collector.requests(kept.conn_id)) == 1
     await trio.sleep(node.settings.stop_grace + 1)
-    kept_event, silent_event = (world.collector.connection(a.conn_id) for a in (kept, silent))
-    assert (kept_event.outcome, kept_event.requests) == (TlsOutcome.OK, 1)
-    assert "stopped" in kept_event.error and len(world.collector.requests(kept.conn_id)) == 1
+    silent_event = world.collector.connection(silent.conn_id)
     assert (silent_event.outcome, silent_event.requests) == (TlsOutcome.STOPPED, 0)
+    assert "stopped" in silent_event.error

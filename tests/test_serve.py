@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -16,9 +17,14 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from edge.clients import client_context
+from edge.node.node import NodeSettings
 from edge.pki.issuer import Authority
 from edge.scenario.loader import ScenarioError
 from edge.serve import ServeError, configured, parse_listen, resolve, serve
+from edge.tls import TlsChannel
+
+GRACE = NodeSettings().stop_grace
 
 SCENARIO = """
 [meta]
@@ -285,3 +291,49 @@ def test_the_command_from_a_config_file_stops_on_sigterm_with_every_event(tmp_pa
     assert requests == sorted(f"/{n}" for n in range(10))
     connections = [r for r in records if r["kind"] == "connection"]
     assert len(connections) == 10 and all(r["requests"] == 1 for r in connections)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_stop_closes_idle_connections_at_once_and_a_second_cuts_the_rest(tmp_path, workers):
+    """Served.stop() as Ctrl-C: a kept-alive connection between requests is closed at once;
+    one that never starts its handshake holds the stop until stop(0) (a second Ctrl-C) cuts it.
+    serve() returns with both connections' events written, the cut one STOPPED."""
+    scenario = _files(tmp_path, "log")
+    events = io.StringIO()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            served = await nursery.start(starter(scenario, listen="127.0.0.1:0", workers=workers,
+                                                 events=events, say=lambda line: None))
+            context = client_context(lambda ctx: ctx.load_verify_locations(served.server_ca))
+            stream = await trio.open_tcp_stream(served.host, served.port)
+            kept = TlsChannel.wrap(stream, context, server_side=False,
+                                   server_hostname="api.example.com")
+            await kept.handshake()
+            await kept.send_all(b"GET /kept HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+            assert (await kept.receive_some()).startswith(b"HTTP/1.1 200")
+            silent = await trio.open_tcp_stream(served.host, served.port)
+            await trio.sleep(0.5)  # the edge has accepted it
+            served.stop()
+            with trio.fail_after(GRACE / 2):  # closed at once, not after the grace
+                assert await kept.receive_some() == b""
+            served.stop(0)
+            hurried = trio.current_time()
+        assert trio.current_time() - hurried < GRACE  # the silent one did not get its grace
+        await silent.aclose()
+    records = [json.loads(line) for line in events.getvalue().splitlines()]
+    connections = sorted((r["outcome"], r["requests"]) for r in records
+                         if r["kind"] == "connection")
+    assert connections == [("ok", 1), ("stopped", 0)]
+    assert [r["path"] for r in records if r["kind"] == "request"] == ["/kept"]
+
+
+async def test_an_api_port_in_use_is_named(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BaseExceptionGroup) as raised:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(starter(None, listen="127.0.0.1:0", api=f"127.0.0.1:{port}",
+                                            token="t", events=None, say=lambda line: None))
+    assert raised.group_contains(ServeError, match=f"cannot listen on 127.0.0.1:{port} for the API")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -16,7 +18,7 @@ from edge.control.plane import ControlPlane
 from edge.control.store import Settings, new_store
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import Origin
-from edge.workers import Applied, Frames, WorkerExited, Workers, frame, reserve, reuse_port_socket
+from edge.workers import Applied, Frames, WorkerExited, Workers, frame
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**40), max_size=20), st.data())
@@ -29,26 +31,54 @@ def test_frames_come_out_whole_however_the_stream_is_cut(versions, data):
     assert out == [Applied(v) for v in versions]
 
 
+def _workers(plane: ControlPlane, count: int = 2) -> Workers:
+    return Workers(count, plane=plane, identity=EdgeIdentity(), collector=Collector(),
+                   origin=Origin())
+
+
+def _plane() -> ControlPlane:
+    return ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
+
+
 async def test_a_worker_that_dies_stops_serving_loudly():
-    plane = ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
-    collector = Collector()
-    workers = Workers(2, plane=plane, identity=EdgeIdentity(), collector=collector,
-                      origin=Origin())
-    with pytest.raises(BaseExceptionGroup) as raised:
+    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(60):
         async with trio.open_nursery() as nursery:
+            plane = _plane()
             await nursery.start(plane.run)
-            host, port = await nursery.start(workers.run, ("127.0.0.1", 0))
+            workers = _workers(plane)
+            await nursery.start(workers.run, ("127.0.0.1", 0))
             await workers.settle()
-            assert port > 0 and min(workers.applied) == plane.store.version
+            assert min(workers.applied) == plane.store.version
             os.kill(workers.pids[0], signal.SIGKILL)
             await trio.sleep(30)  # the nursery ends long before: the worker's end is an error
+            nursery.cancel_scope.cancel()
     assert raised.group_contains(WorkerExited, match="local-1 ended on its own")
 
 
-def test_a_port_another_edge_shares_by_so_reuseport_is_refused():
-    """SO_REUSEPORT would let a second edge split the first one's traffic without a word."""
-    with reuse_port_socket(("127.0.0.1", 0), listen=True) as first:
-        with pytest.raises(OSError):
-            reserve(first.getsockname()[:2])
-    with reserve(("127.0.0.1", 0)) as reservation:  # port 0: a free port, nothing to probe
-        assert reservation.getsockname()[1] > 0
+async def test_nobody_else_can_join_the_workers_port_and_stop_ends_them():
+    """The workers share the parent's one socket: unlike SO_REUSEPORT listeners, it lets no
+    other process (even one asking for SO_REUSEPORT) take a share of the connections. After
+    stop(), run() returns once every worker process has ended."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            plane = _plane()
+            await nursery.start(plane.run)
+            workers = _workers(plane)
+            async with trio.open_nursery() as serving:
+                _, port = await serving.start(workers.run, ("127.0.0.1", 0))
+                intruder = socket.socket()
+                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                with intruder, pytest.raises(OSError):
+                    intruder.bind(("127.0.0.1", port))
+                workers.stop()
+            nursery.cancel_scope.cancel()
+    assert not any(_alive(pid) for pid in workers.pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

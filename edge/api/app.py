@@ -146,8 +146,10 @@ def build_app(plane: ControlPlane, tokens: frozenset[str], *,
             except _BadRequest as err:
                 return failure(err.code, str(err), err.status)
             if settle is not None and request.method != "GET":
-                with trio.move_on_after(SETTLE_TIMEOUT):
+                with trio.move_on_after(SETTLE_TIMEOUT) as waiting:
                     await settle()
+                if waiting.cancelled_caught:
+                    return _noted(answer, NOT_YET_SERVED)
             return answer
 
         return Route("/client/v4" + path, endpoint, methods=methods)
@@ -166,6 +168,20 @@ def build_app(plane: ControlPlane, tokens: frozenset[str], *,
     return Starlette(routes=routes, exception_handlers={
         404: not_found, 405: not_found, Exception: internal,
     })
+
+
+NOT_YET_SERVED = {
+    "code": 1456,
+    "message": f"accepted, but the edge did not confirm serving it within {SETTLE_TIMEOUT:.0f} s: "
+               "connections may not see it yet",
+}
+
+
+def _noted(answer: JSONResponse, message: dict) -> JSONResponse:
+    """The same answer with `message` among its envelope's `messages`."""
+    body = json.loads(answer.body)
+    body["messages"].append(message)
+    return JSONResponse(body, status_code=answer.status_code)
 
 
 def _authenticate(request: Request, tokens: frozenset[str]) -> JSONResponse | None:

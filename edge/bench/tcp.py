@@ -23,7 +23,6 @@ import trio
 
 from edge.bench.material import HOST, Material, edge_deployment
 from edge.net import TcpListener
-from edge.workers import reuse_port_socket
 
 LOOPBACK = "127.0.0.1"
 REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
@@ -37,7 +36,14 @@ def free_port() -> int:
 
 
 def _reuse_port_socket(port: int) -> socket.socket:
-    return reuse_port_socket((LOOPBACK, port), listen=True)
+    """A listening socket other bench processes may bind as well: the kernel spreads
+    connections over the processes (SO_REUSEPORT), as the issue's workers row asks."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((LOOPBACK, port))
+    sock.listen(1024)
+    return sock
 
 
 # --- servers (each runs in a process of its own) ---------------------------------------------

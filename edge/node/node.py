@@ -114,7 +114,13 @@ class EdgeNode:
         self._sessions = _Bounded(SESSION_VERDICTS)
         self._names: tuple[str, ...] | None = None
         self._contexts = self._adopt(None)
+        # What a graceful stop reaches: accept loops, connection nurseries, and kept-alive
+        # connections waiting for their next request.
         self._accepting: set[trio.CancelScope] = set()
+        self._serving: set[trio.CancelScope] = set()
+        self._idle: set[trio.CancelScope] = set()
+        self._stop_at: float | None = None  # trio time by which every connection is ended
+        self.dropped = 0  # events the collector was not there (or too stuck) to take
 
     # --- snapshots ------------------------------------------------------------------------
 
@@ -154,27 +160,44 @@ class EdgeNode:
     # --- serving --------------------------------------------------------------------------
 
     async def serve(self, listener, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections, each in this node's own nursery, until cancelled or until
-        `stop_accepting()`: then the listener closes and the connections in flight get
-        `stop_grace` seconds to finish before they are cancelled (each still sends its events).
-        """
-        async with trio.open_nursery() as connections:
-            with trio.CancelScope() as accepting:
+        """Accept connections, each in this node's own nursery, until cancelled or `stop()`ped:
+        then the listener closes and the connections wind down (see `stop`)."""
+        accepting = trio.CancelScope()
+        try:
+            async with trio.open_nursery() as connections:
+                self._serving.add(connections.cancel_scope)
                 self._accepting.add(accepting)
-                try:
+                self._hurry()
+                with accepting:
                     task_status.started()
                     while True:
                         accepted = await listener.accept()
                         connections.start_soon(self.handle, accepted)
-                finally:
-                    self._accepting.discard(accepting)
-            await listener.aclose()
-            connections.cancel_scope.deadline = trio.current_time() + self.settings.stop_grace
+                await listener.aclose()
+        finally:
+            self._accepting.discard(accepting)
+            self._serving.discard(connections.cancel_scope)
 
-    def stop_accepting(self) -> None:
-        """Begin a graceful stop: every `serve` of this node stops accepting and winds down."""
-        for scope in self._accepting:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully: no new connections; kept-alive connections waiting for a request
+        close at once, answers carry `Connection: close`, and what is still in flight after
+        `grace` seconds (`settings.stop_grace` by default) is cancelled, each connection still
+        sending its events. Called again with a shorter grace, it hurries the stop."""
+        deadline = trio.current_time() + (self.settings.stop_grace if grace is None else grace)
+        self._stop_at = deadline if self._stop_at is None else min(self._stop_at, deadline)
+        self._hurry()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_at is not None
+
+    def _hurry(self) -> None:
+        if self._stop_at is None:
+            return
+        for scope in (*self._accepting, *self._idle):
             scope.cancel()
+        for scope in self._serving:
+            scope.deadline = min(scope.deadline, self._stop_at)
 
     async def handle(self, accepted: Accepted) -> None:
         """One connection from handshake to close; always exactly one connection event, even
@@ -296,9 +319,7 @@ class EdgeNode:
         )
         while True:
             try:
-                request, body = None, b""
-                with trio.move_on_after(self.settings.idle_timeout):
-                    request, body = await self._next_request(conn, channel)
+                request, body = await self._wait_for_request(conn, channel, state.requests)
                 if request is None:
                     return
                 await self._answer(state, channel, conn, verdict, request, body)
@@ -312,6 +333,22 @@ class EdgeNode:
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
+
+    async def _wait_for_request(self, conn: h11.Connection, channel: TlsChannel,
+                                answered: int) -> tuple[h11.Request | None, bytes]:
+        """The next request, or None when the client closes or idles out. After the first
+        request the connection is merely kept alive: a stopping node closes it."""
+        with trio.move_on_after(self.settings.idle_timeout) as waiting:
+            if not answered:
+                return await self._next_request(conn, channel)
+            self._idle.add(waiting)
+            try:
+                if self.stopping:
+                    waiting.cancel()
+                return await self._next_request(conn, channel)
+            finally:
+                self._idle.discard(waiting)
+        return None, b""
 
     async def _next_request(
         self, conn: h11.Connection, channel: TlsChannel
@@ -353,7 +390,7 @@ class EdgeNode:
             status, payload = self.origin.handle(
                 OriginRequest(state.conn_id, facts.method, facts.target, headers, body)
             )
-        await _respond(channel, conn, status, payload)
+        await _respond(channel, conn, status, payload, close=self.stopping)
         await self._emit_request(state, facts, status, decided, reason)
 
     def _facts(self, state, channel, verdict, request: h11.Request) -> RequestFacts:
@@ -410,21 +447,27 @@ class EdgeNode:
 
         Never a cancel point, and the wait is shielded (for up to EMIT_TIMEOUT): a connection
         cancelled because the edge stops still accounts for itself. Only a collector that is
-        gone (its channel closed) leaves an event with nobody to take it.
+        gone (its channel closed) or stuck leaves an event untaken: counted in `dropped`.
         """
         try:
             try:
                 self._events.send_nowait(event)
+                return
             except trio.WouldBlock:
                 with trio.move_on_after(EMIT_TIMEOUT) as waiting:
                     waiting.shield = True
                     await self._events.send(event)
+                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        self.dropped += 1  # said at the end: `edge serve` never claims every event was written
 
 
-async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes) -> None:
+async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes, *,
+                   close: bool = False) -> None:
     headers = [("content-length", str(len(body))), ("content-type", "text/plain")]
+    if close:
+        headers.append(("connection", "close"))  # the node is stopping
     data = conn.send(h11.Response(status_code=status, headers=headers))
     data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
     await channel.send_all(data)
