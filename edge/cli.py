@@ -165,7 +165,8 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
 @click.option("--listen", help="HOST:PORT for mTLS (port 0: any free port). "
               "[default: serve.listen of the file, else 127.0.0.1:8443]")
 @click.option("--allow-remote", is_flag=True,
-              help="Allow --listen and --api addresses that are not loopback.")
+              help="Allow --listen and --api addresses that are not loopback (the API is plain "
+                   "HTTP: its token would cross the network in clear text).")
 @click.option("--events", type=click.Path(dir_okay=False, path_type=Path),
               help="Append every event as JSON Lines to this file.")
 @click.option("--server-ca-out", type=click.Path(dir_okay=False, path_type=Path),
@@ -176,8 +177,9 @@ def fuzz(budget, max_examples, seed, out, json_path, quiet) -> None:
               help="The API's Bearer token (or EDGE_API_TOKEN, or serve.tokens of the file); "
                    "generated and printed if none.")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Edge processes sharing the mTLS port (SO_REUSEPORT), e.g. one per core; "
-                   "the control plane, API and events stay in the main process. [default: 1]")
+              help="Edge processes sharing the mTLS port (its one listening socket), e.g. one per "
+                   "core; the control plane, API and events stay in the main process. "
+                   "[default: 1]")
 @click.option("--quiet", is_flag=True, help="No line per request on the terminal.")
 def serve(config_file, listen, allow_remote, events, server_ca_out, api_listen, token,
           workers, quiet) -> None:

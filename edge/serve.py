@@ -69,7 +69,7 @@ def parse_listen(text: str, *, allow_remote: bool) -> tuple[str, int]:
     if not loopback and not allow_remote:
         raise ServeError(
             f"{host} is not a loopback address; edge serves 127.0.0.1 unless "
-            "--allow-remote is given"
+            "--allow-remote (serve.allow_remote) is given"
         )
     return host, number
 
@@ -177,7 +177,7 @@ def resolve(spec: m.ServeSpec, base: Path, *, listen: str | None = None, api: st
                 from None
 
     if token == "":
-        raise ServeError("--token: an empty token would let anyone in")
+        raise ServeError("--token (or EDGE_API_TOKEN): an empty token would let anyone in")
     if workers is not None and workers < 1:
         raise ServeError(f"--workers: expected at least 1, got {workers}")
     return ServeOptions(
