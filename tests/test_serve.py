@@ -80,7 +80,7 @@ def test_options_on_the_command_line_win_over_the_files_serve_table(tmp_path):
     assert (given.listen, given.tokens, given.workers) == (("127.0.0.1", 0), {"c"}, 1)
     assert resolve(configured(None)[0].serve, base).listen == ("127.0.0.1", 8443)
     assert resolve(configured(None)[0].serve, base).api is None
-    with pytest.raises(ServeError, match="--token: an empty token"):
+    with pytest.raises(ServeError, match=r"--token \(or EDGE_API_TOKEN\): an empty token"):
         resolve(config.serve, base, token="")
     with pytest.raises(ServeError, match="--api: 0.0.0.0 is not a loopback address"):
         resolve(config.serve, base, api="0.0.0.0:80")
