@@ -234,7 +234,7 @@ async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path)
 
         async def curl(*options: str) -> tuple[str, str]:
             done = await trio.run_process(
-                ["curl", "-s", "-w", "\n%{http_code}", "--cacert", str(served.server_ca),
+                ["curl", "-s", "-w", "\n%{http_code} %{content_type}", "--cacert", str(served.server_ca),
                  "--resolve", f"api.example.com:{served.port}:{served.host}",
                  "-H", "cf-cert-sha256: spoofed", "-H", "cf-cert-verified: true", *options,
                  f"https://api.example.com:{served.port}/orders"],
@@ -249,9 +249,9 @@ async def test_two_workers_forward_the_edges_headers_never_the_clients(tmp_path)
         nursery.cancel_scope.cancel()
     for status, body in answers:
         seen = json.loads(body)["headers"]
-        assert status == "200"
+        assert status == "200 application/json"
         assert seen["cf-cert-sha256"] == fingerprint and seen["cf-cert-verified"] == "true"
-    assert refused[0] == "403"  # a spoofed "verified" header changes nothing either
+    assert refused[0] == "403 application/json"  # a spoofed "verified" header changes nothing
     records = [json.loads(line) for line in events.getvalue().splitlines()]
     requests = [r for r in records if r["kind"] == "request"]
     assert [r["status"] for r in requests].count(200) == 6 and len(requests) == 7

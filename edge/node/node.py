@@ -58,6 +58,8 @@ class _Connection:
         self.requests = 0  # answered so far: still counted if the connection is cut short
 
 
+TEXT, JSON = "text/plain", "application/json"
+BLOCKED_ANSWER = b'{"error": "client certificate required"}\n'
 CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
 EMIT_TIMEOUT = 60.0  # seconds a cancelled connection waits for room at a stalled collector
 
@@ -377,11 +379,11 @@ class EdgeNode:
         facts = self._facts(state, channel, verdict, request)
         refused = routing.refusal(state.snapshot, state.sni, facts.host, facts.zone)
         if refused is not None:
-            status, payload = refused.status, refused.message
+            status, payload, kind = refused.status, refused.message, TEXT
             decided, reason = PolicyDecision(refused.decision, False), refused.reason
         else:
             decided, reason = self.policy.decide(facts), verdict.reason
-            status, payload = decided.status, b'{"error": "client certificate required"}\n'
+            status, payload, kind = decided.status, BLOCKED_ANSWER, JSON
         if status is None:
             client_headers = tuple(
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
@@ -390,7 +392,8 @@ class EdgeNode:
             status, payload = self.origin.handle(
                 OriginRequest(state.conn_id, facts.method, facts.target, headers, body)
             )
-        await _respond(channel, conn, status, payload, close=self.stopping)
+            kind = self.origin.content_type
+        await _respond(channel, conn, status, payload, kind, close=self.stopping)
         await self._emit_request(state, facts, status, decided, reason)
 
     def _facts(self, state, channel, verdict, request: h11.Request) -> RequestFacts:
@@ -413,7 +416,7 @@ class EdgeNode:
         status = getattr(exc, "error_status_hint", 413)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                await _respond(channel, conn, status, b"bad request\n")
+                await _respond(channel, conn, status, b"bad request\n", TEXT)
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
         facts = RequestFacts(verdict, state.sni, "", "", "", client_ip=state.client_ip)
@@ -463,9 +466,9 @@ class EdgeNode:
         self.dropped += 1  # said at the end: `edge serve` never claims every event was written
 
 
-async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes, *,
-                   close: bool = False) -> None:
-    headers = [("content-length", str(len(body))), ("content-type", "text/plain")]
+async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes,
+                   content_type: str, *, close: bool = False) -> None:
+    headers = [("content-length", str(len(body))), ("content-type", content_type)]
     if close:
         headers.append(("connection", "close"))  # the node is stopping
     data = conn.send(h11.Response(status_code=status, headers=headers))

@@ -19,6 +19,8 @@ class OriginRequest:
 class Origin:
     """`record=True` keeps every request (tests check forwarded headers with it)."""
 
+    content_type = "text/plain"
+
     def __init__(self, *, record: bool = False) -> None:
         self.record = record
         self.received: list[OriginRequest] = []
@@ -33,6 +35,8 @@ class EchoOrigin(Origin):
     """The origin behind `edge serve`: its answer is the request as it arrived, so a real
     client sees which certificate headers the edge forwarded (and that its own copies did not
     get through)."""
+
+    content_type = "application/json"
 
     def handle(self, request: OriginRequest) -> tuple[int, bytes]:
         super().handle(request)
