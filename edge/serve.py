@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from edge.collector import Collector
+from edge.control.snapshot import EdgeConfig
 from edge.control.errors import ApiError
 from edge.deployment import Deployment
 from edge.events import Event, RequestEvent
@@ -268,6 +269,10 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
             processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
             say_lines = [*said, f"edge serving mTLS on {_address(edge.host, edge.port)}"
                          f"{processes}; clients trust the edge's server CA: {ca_path}"]
+            name = _example_host(deployment.plane.snapshot)
+            ip = f"[{edge.host}]" if ":" in edge.host else edge.host
+            say_lines.append(f"try: curl --cacert {ca_path} --resolve {name}:{edge.port}:{ip} "
+                             f"https://{name}:{edge.port}/")
             if api_url is not None:
                 say_lines.append(f"control-plane API on {api_url}/client/v4 "
                                  "(Authorization: Bearer <token>)")
@@ -277,6 +282,15 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
             task_status.started(Served(edge.host, edge.port, ca_path, api_url, edge.stop))
         nursery.cancel_scope.cancel()  # every connection has ended: now the rest
     return edge.dropped()
+
+
+def _example_host(snapshot: EdgeConfig | None) -> str:
+    """A hostname for the start-up hint: the first with a CA associated, else a zone."""
+    zones = sorted(snapshot.zones.values(), key=lambda zone: zone.name) if snapshot else []
+    for zone in zones:
+        if zone.hosts:
+            return min(zone.hosts)
+    return zones[0].name if zones else "example.com"
 
 
 def _address(host: str, port: int) -> str:

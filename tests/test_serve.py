@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import shlex
 import shutil
 import signal
 import socket
@@ -156,12 +157,17 @@ async def test_curl_with_and_without_a_client_certificate(tmp_path):
         with_cert = await curl("--cert", str(tmp_path / "client.pem"),
                                "--key", str(tmp_path / "client.key"))
         without = await curl()
+        hint = next(line for line in lines if line.startswith("try: curl "))
+        hinted = await trio.run_process(  # the start-up hint works as printed
+            [*shlex.split(hint[5:]), "-s", "-o", "/dev/null", "-w", "%{http_code}"],
+            capture_stdout=True, check=False)
         await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
-    assert (with_cert, without) == ("200", "403")
+    assert (with_cert, without, hinted.stdout.decode()) == ("200", "403", "403")
     records = [json.loads(line) for line in events.getvalue().splitlines()]
     requests = [r for r in records if r["kind"] == "request"]
-    assert [(r["status"], r["reason"]) for r in requests] == [(200, "OK"), (403, "NO_CERT")]
+    assert [(r["status"], r["reason"]) for r in requests] == [
+        (200, "OK"), (403, "NO_CERT"), (403, "NO_CERT")]
     assert any("/orders -> 403 block (NO_CERT)" in line for line in lines)
 
 
