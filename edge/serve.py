@@ -208,8 +208,9 @@ async def serve(
     per_request: bool = True,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled; `task_status.started(Served(...))` once listening. `events` is where
-    the JSON Lines go (the caller opened `options.events`)."""
+    """Run until stopped (`Served.stop`, Ctrl-C, SIGTERM) or cancelled;
+    `task_status.started(Served(...))` once listening. `events` is where the JSON Lines go (the
+    caller opened `options.events`)."""
     zones = [z for t in config.tenants for z in t.zones]
     identity = EdgeIdentity(names=tuple(n for z in zones for n in (z, "*." + z)))
     collector = _Announcing(say if per_request else None, events)
@@ -258,30 +259,36 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
         await _set_up(deployment, config, base, said.append)
         async with trio.open_nursery() as edge_nursery:
             edge = await _listen(edge_nursery, deployment, options, collector)
-            api_url, token_line = None, None
+            api_url, token = None, None
             if options.api is not None:
-                tokens = options.tokens
-                if not tokens:
-                    tokens = frozenset([secrets.token_urlsafe(24)])
-                    token_line = f"API token (generated): {next(iter(tokens))}"
+                token = None if options.tokens else secrets.token_urlsafe(24)
                 api_url = await _serve_api(nursery, deployment.plane, edge.settle, options.api,
-                                           tokens)
-            processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
-            say_lines = [*said, f"edge serving mTLS on {_address(edge.host, edge.port)}"
-                         f"{processes}; clients trust the edge's server CA: {ca_path}"]
-            name = _example_host(deployment.plane.snapshot)
-            ip = f"[{edge.host}]" if ":" in edge.host else edge.host
-            say_lines.append(f"try: curl --cacert {ca_path} --resolve {name}:{edge.port}:{ip} "
-                             f"https://{name}:{edge.port}/")
-            if api_url is not None:
-                say_lines.append(f"control-plane API on {api_url}/client/v4 "
-                                 "(Authorization: Bearer <token>)")
-            for line in [*say_lines, *([token_line] if token_line else [])]:
+                                           options.tokens or frozenset([token]))
+            for line in [*said, *_started_lines(edge, options, ca_path, deployment.plane.snapshot,
+                                                api_url, token)]:
                 say(line)
             stopper.stop = edge.stop
             task_status.started(Served(edge.host, edge.port, ca_path, api_url, edge.stop))
         nursery.cancel_scope.cancel()  # every connection has ended: now the rest
     return edge.dropped()
+
+
+def _started_lines(edge: _Edge, options: ServeOptions, ca_path: Path,
+                   snapshot: EdgeConfig | None, api_url: str | None,
+                   generated_token: str | None) -> list[str]:
+    """What a user needs once the edge listens: where, what to trust, a command to try."""
+    processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
+    name = _example_host(snapshot)
+    ip = f"[{edge.host}]" if ":" in edge.host else edge.host
+    lines = [f"edge serving mTLS on {_address(edge.host, edge.port)}{processes}; clients trust "
+             f"the edge's server CA: {ca_path}",
+             f"try: curl --cacert {ca_path} --resolve {name}:{edge.port}:{ip} "
+             f"https://{name}:{edge.port}/"]
+    if api_url is not None:
+        lines.append(f"control-plane API on {api_url}/client/v4 (Authorization: Bearer <token>)")
+    if generated_token is not None:
+        lines.append(f"API token (generated): {generated_token}")
+    return lines
 
 
 def _example_host(snapshot: EdgeConfig | None) -> str:
