@@ -77,6 +77,19 @@ def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
                             seed=seed, quiet=quiet))
 
 
+def _bench_sections(ctx, param, value: str | None) -> frozenset[str]:
+    from edge.bench.run import SECTIONS
+
+    if value is None:
+        return frozenset(SECTIONS)
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(SECTIONS))
+    if unknown or not names:
+        raise click.BadParameter(f"unknown {', '.join(unknown) or '(empty)'}; expected some of "
+                                 f"{', '.join(SECTIONS)}")
+    return frozenset(names)
+
+
 @main.command("bench")
 @click.option("--seconds", type=float, default=3.0, show_default=True,
               help="Length of one measurement of one row.")
@@ -91,8 +104,12 @@ def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
               help="Edge worker processes on one port (SO_REUSEPORT) for the last row.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rows and extras as JSON.")
+@click.option("--only", callback=_bench_sections, metavar="NAMES",
+              help="Comma-separated rows and extras to measure, of: edge-inmemory, edge-tcp, "
+                   "asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
+                   "(stdlib-membio always runs: every figure is a ratio of it). Default: all.")
 @click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
-def bench(seconds, rounds, key, tls, concurrency, workers, json_path, quiet) -> None:
+def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quiet) -> None:
     """Measure full mutual-TLS handshakes per second of the edge and of baselines, side by side.
 
     Rows: stdlib-membio (raw SSLObject loop, the baseline), edge-inmemory (the simulator's
@@ -106,7 +123,7 @@ def bench(seconds, rounds, key, tls, concurrency, workers, json_path, quiet) -> 
         raise click.BadParameter("--seconds must be above 0; --rounds, --concurrency and "
                                  "--workers at least 1")
     sys.exit(run_bench(seconds=seconds, rounds=rounds, key=key, tls=tls, json_path=json_path,
-                       concurrency=concurrency, workers=workers, quiet=quiet))
+                       concurrency=concurrency, workers=workers, only=only, quiet=quiet))
 
 
 @main.command("conformance")

@@ -38,3 +38,18 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
 def test_edge_bench_refuses_nonsense_options():
     result = CliRunner().invoke(main, ["bench", "--seconds", "0"])
     assert result.exit_code == 2 and "--seconds" in result.output
+
+
+def test_edge_bench_only_measures_what_was_asked(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, [
+        "bench", "--seconds", "0.3", "--rounds", "1", "--only", "cas", "--json", str(out),
+        "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [row["name"] for row in report["rows"]] == ["stdlib-membio"]
+    assert set(report["ca_count"]) == {"1", "5", "50"}
+    assert "resumption" not in report and "workers_scaling" not in report
+    refused = CliRunner().invoke(main, ["bench", "--only", "edge-tcp,nonsense"])
+    assert refused.exit_code == 2 and "unknown nonsense" in refused.output

@@ -26,6 +26,10 @@ from edge.bench.material import Material, make
 from edge.pki.issuer import Authority
 
 BASELINE = "stdlib-membio"
+WORKERS_ROW = "edge-tcp-workers"  # named edge-tcp-workers-N in the report
+# What `--only` can choose; the baseline always runs, since every row is a ratio of it.
+SECTIONS = ("edge-inmemory", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
+            "resumption", "cas")
 
 
 @attrs.define
@@ -52,36 +56,34 @@ def _median(values: list[float], digits: int) -> float | None:
     return round(statistics.median(values), digits) if values else None
 
 
-def _rows(material: Material, seconds: float, concurrency: int, workers: int) -> dict:
+def _rows(material: Material, seconds: float, concurrency: int, workers: int,
+          only: frozenset[str]) -> dict:
     """Row name -> a function measuring one round, in the order they run."""
     server, client = material.server_context(), material.client_context()
-    rows: dict[str, Callable[[], float]] = {
+
+    def tcp_row(target, count: int = 1):
+        return lambda: tcp.measure(tcp.python_servers(target, material, count), material, seconds,
+                                   concurrency)
+
+    rows: dict[str, Callable[[], float | tcp.Measured]] = {
         BASELINE: lambda: inprocess.membio_rate(server, client, seconds),
         "edge-inmemory": lambda: inprocess.edge_inmemory_rate(material, seconds, concurrency),
-        "edge-tcp": lambda: tcp.measure(
-            tcp.python_servers(tcp.edge_server_process, material), material, seconds, concurrency
-        ),
-        "asyncio-tcp": lambda: tcp.measure(
-            tcp.python_servers(tcp.asyncio_server_process, material), material, seconds,
-            concurrency,
-        ),
+        "edge-tcp": tcp_row(tcp.edge_server_process),
+        "asyncio-tcp": tcp_row(tcp.asyncio_server_process),
     }
     openssl_start = tcp.openssl_server(material)
     if openssl_start is not None:
         rows["openssl-s_server"] = lambda: tcp.measure(openssl_start, material, seconds, concurrency)
-    rows[f"edge-tcp-workers-{workers}"] = lambda: tcp.measure(
-        tcp.python_servers(tcp.edge_server_process, material, workers), material, seconds,
-        concurrency,
-    )
-    return rows
+    rows[f"{WORKERS_ROW}-{workers}"] = tcp_row(tcp.edge_server_process, workers)
+    return {name: measure for name, measure in rows.items()
+            if name == BASELINE or name.removesuffix(f"-{workers}") in only}
 
 
-def _extras(material: Material, seconds: float, rounds: int) -> dict[str, float]:
-    """The raw loop's cost of resumption and of many CAs on one hostname (medians)."""
+def _resumption(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
+    """TLS resumption in the raw loop and on the edge, and what tickets cost the edge."""
     client = material.client_context()
     with_tickets = material.server_context(tickets=2)
-    others = [Authority.root({"CN": f"bench extra CA {i}"}).certificate_pem for i in range(49)]
-    measures = {
+    return {
         "full-with-tickets": lambda: inprocess.membio_rate(with_tickets, client, seconds),
         "resumed": lambda: inprocess.membio_rate(with_tickets, client, seconds, resume=True),
         "edge-no-tickets": lambda: inprocess.edge_inmemory_rate(material, seconds),
@@ -90,11 +92,26 @@ def _extras(material: Material, seconds: float, rounds: int) -> dict[str, float]
         "edge-resumed": lambda: inprocess.edge_inmemory_rate(material, seconds, tickets=2,
                                                              resume=True),
     }
-    for count in (1, 5, 50):
-        context = inprocess.trusting(material, others[: count - 1])
-        measures[f"cas-{count}"] = (
-            lambda context=context: inprocess.membio_rate(context, client, seconds)
-        )
+
+
+def _ca_count(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
+    """The raw loop with 1, 5 and 50 CAs trusted on the one hostname."""
+    client = material.client_context()
+    others = [Authority.root({"CN": f"bench extra CA {i}"}).certificate_pem for i in range(49)]
+    return {
+        f"cas-{count}": (lambda context=inprocess.trusting(material, others[: count - 1]):
+                         inprocess.membio_rate(context, client, seconds))
+        for count in (1, 5, 50)
+    }
+
+
+def _extras(material: Material, seconds: float, rounds: int,
+            only: frozenset[str]) -> dict[str, float]:
+    """Medians of the chosen extra measures."""
+    measures = {
+        **(_resumption(material, seconds) if "resumption" in only else {}),
+        **(_ca_count(material, seconds) if "cas" in only else {}),
+    }
     runs: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(rounds):
         for name, measure in measures.items():
@@ -103,15 +120,20 @@ def _extras(material: Material, seconds: float, rounds: int) -> dict[str, float]
 
 
 def measure_all(material: Material, *, seconds: float, rounds: int, concurrency: int,
-                workers: int, progress: Callable[[str], None] = lambda _: None) -> dict:
-    measures = _rows(material, seconds, concurrency, workers)
+                workers: int, only: frozenset[str] = frozenset(SECTIONS),
+                progress: Callable[[str], None] = lambda _: None) -> dict:
+    measures = _rows(material, seconds, concurrency, workers, only)
     rows = {name: Row(name) for name in measures}
+    progress("warming up")
+    inprocess.membio_rate(material.server_context(), material.client_context(), min(seconds, 0.5))
+
     for round_ in range(rounds):
         for name, measure in measures.items():
             progress(f"round {round_ + 1}/{rounds}: {name}")
             rows[name].add(measure())
-    progress("resumption and CA count (raw loop)")
-    extras = _extras(material, seconds, rounds)
+    if only & {"resumption", "cas"}:
+        progress("resumption and CA count")
+    extras = _extras(material, seconds, rounds, only)
     return _report(material, rows, extras, seconds=seconds, rounds=rounds,
                    concurrency=concurrency, workers=workers)
 
@@ -137,11 +159,12 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             entry["server_cpu_ms_per_handshake"] = _median(row.server_cpu_ms, 3)
             entry["load_generator_busy"] = _median(row.load_busy, 2)
         out.append(entry)
-    workers_row = rows[f"edge-tcp-workers-{settings['workers']}"]
-    return {
-        "rows": out,
-        "workers_scaling": _ratio(workers_row.rate, rows["edge-tcp"]),
-        "resumption": {
+    workers_row = rows.get(f"{WORKERS_ROW}-{settings['workers']}")
+    report: dict = {"rows": out}
+    if workers_row is not None and "edge-tcp" in rows:
+        report["workers_scaling"] = _ratio(workers_row.rate, rows["edge-tcp"])
+    if "resumed" in extras:
+        report["resumption"] = {
             "full_handshakes_per_s": round(extras["full-with-tickets"], 1),
             "resumed_per_s": round(extras["resumed"], 1),
             "ratio": round(extras["resumed"] / extras["full-with-tickets"], 3),
@@ -151,8 +174,11 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             "edge_ratio": round(extras["edge-resumed"] / extras["edge-full-with-tickets"], 3),
             "edge_ticket_cost": round(extras["edge-full-with-tickets"]
                                       / extras["edge-no-tickets"], 3),
-        },
-        "ca_count": {f"{n}": round(extras[f"cas-{n}"], 1) for n in (1, 5, 50)},
+        }
+    if "cas-1" in extras:
+        report["ca_count"] = {f"{n}": round(extras[f"cas-{n}"], 1) for n in (1, 5, 50)}
+    return {
+        **report,
         "settings": {**settings, "key": material.key_type, "tls": material.tls},
         "machine": {
             "python": platform.python_version(),
@@ -183,30 +209,34 @@ def render(report: dict, console: Console) -> None:
                   "openssl-s_server. TCP rows: server ms/hs is the server processes' CPU per "
                   "handshake, which compares servers whatever the pace; load busy near 1.00 "
                   "means the load generator (on the same cores) set the pace.[/dim]")
-    resumption = report["resumption"]
-    console.print(
-        f"TLS resumption: raw loop {resumption['resumed_per_s']:.0f}/s resumed vs "
-        f"{resumption['full_handshakes_per_s']:.0f}/s full with tickets "
-        f"(x{resumption['ratio']:.2f}); edge-inmemory {resumption['edge_resumed_per_s']:.0f}/s "
-        f"resumed vs {resumption['edge_full_with_tickets_per_s']:.0f}/s full with tickets "
-        f"(x{resumption['edge_ratio']:.2f}); tickets cost the edge's full handshakes "
-        f"x{resumption['edge_ticket_cost']:.2f} (the edge issues none by default)"
-    )
-    cas = report["ca_count"]
-    console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
-        f"{n}: {rate:.0f}/s" for n, rate in cas.items()))
-    console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
-                  f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+    resumption = report.get("resumption")
+    if resumption:
+        console.print(
+            f"TLS resumption: raw loop {resumption['resumed_per_s']:.0f}/s resumed vs "
+            f"{resumption['full_handshakes_per_s']:.0f}/s full with tickets "
+            f"(x{resumption['ratio']:.2f}); edge-inmemory "
+            f"{resumption['edge_resumed_per_s']:.0f}/s resumed vs "
+            f"{resumption['edge_full_with_tickets_per_s']:.0f}/s full with tickets "
+            f"(x{resumption['edge_ratio']:.2f}); tickets cost the edge's full handshakes "
+            f"x{resumption['edge_ticket_cost']:.2f} (the edge issues none by default)"
+        )
+    if "ca_count" in report:
+        console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
+            f"{n}: {rate:.0f}/s" for n, rate in report["ca_count"].items()))
+    if "workers_scaling" in report:
+        console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
+                      f"on {report['machine']['cpus']} CPUs (clients share the machine)")
 
 
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
-         concurrency: int, workers: int, quiet: bool = False) -> int:
+         concurrency: int, workers: int, only: frozenset[str] = frozenset(SECTIONS),
+         quiet: bool = False) -> int:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
         material = make(Path(folder), key_type=key, tls=tls)
         progress = (lambda _: None) if quiet else (lambda text: console.print(f"[dim]{text}[/dim]"))
-        report = measure_all(material, seconds=seconds, rounds=rounds,
-                             concurrency=concurrency, workers=workers, progress=progress)
+        report = measure_all(material, seconds=seconds, rounds=rounds, concurrency=concurrency,
+                             workers=workers, only=only, progress=progress)
     if not quiet:
         render(report, console)
     if json_path is not None:
