@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def _bench_sections(ctx, param, value: str | None) -> frozenset[str]:
 
     if value is None:
         return frozenset(SECTIONS)
-    names = {name.strip() for name in value.split(",") if name.strip()}
+    names = {re.sub(r"^(edge-tcp-workers)-\d+$", r"\1", name.strip())  # as the table names it
+             for name in value.split(",") if name.strip()}
     unknown = sorted(names - set(SECTIONS))
     if unknown or not names:
         raise click.BadParameter(f"unknown {', '.join(unknown) or '(empty)'}; expected some of "

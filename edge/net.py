@@ -7,6 +7,7 @@ simulated client and the collector agree on which connection is which.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import math
 
@@ -165,6 +166,10 @@ class MemoryNetwork:
         return Accepted(client_end, conn_id)
 
 
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_BACKOFF = 0.1  # seconds
+
+
 class TcpListener:
     """A Trio socket listener that names each connection by its peer address."""
 
@@ -172,9 +177,23 @@ class TcpListener:
         self._listener = listener
 
     async def accept(self) -> Accepted:
-        stream = await self._listener.accept()
-        host, port = stream.socket.getpeername()[:2]
-        return Accepted(stream, f"tcp:{host}:{port}")
+        """The next connection. One reset before it could be named is closed and skipped, and
+        running out of file descriptors or memory waits and tries again (as trio's own
+        `serve_listeners` does): no client can end the accept loop."""
+        while True:
+            try:
+                stream = await self._listener.accept()
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            try:
+                host, port = stream.socket.getpeername()[:2]
+            except OSError:
+                await stream.aclose()
+                continue
+            return Accepted(stream, f"tcp:{host}:{port}")
 
     async def aclose(self) -> None:
         await self._listener.aclose()

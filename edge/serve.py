@@ -219,7 +219,9 @@ async def serve(
         identity.ca.cert_pem.write_to_path(str(ca_path))
         dropped = await _run(identity, collector, config, base, options, ca_path=ca_path,
                              say=say, task_status=task_status)
-    if dropped:
+    if dropped is None:
+        say("edge: stopped while starting")
+    elif dropped:
         say(f"edge: stopped; {dropped} events could not be recorded")
     else:
         say("edge: stopped" + ("; every event was written" if events is not None else ""))
@@ -242,12 +244,12 @@ class _Stopper:
 
 
 async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario, base: Path,
-               options: ServeOptions, *, ca_path: Path, say, task_status) -> int:
+               options: ServeOptions, *, ca_path: Path, say, task_status) -> int | None:
     """Serve until stopped (a signal, `Served.stop`) or cancelled; the server CA is written at
     `ca_path` for as long as it runs. A stop winds the edge down first (no new connections,
     those in flight finish), and only then the plane, the API and the collector. Returns the
-    number of events that could not be recorded."""
-    stopper = _Stopper()
+    number of events that could not be recorded, None if stopped before the edge listened."""
+    stopper, edge = _Stopper(), None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signals, stopper, nursery.cancel_scope, say)
         deployment = Deployment(
@@ -259,6 +261,7 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
         await _set_up(deployment, config, base, said.append)
         async with trio.open_nursery() as edge_nursery:
             edge = await _listen(edge_nursery, deployment, options, collector)
+            stopper.stop = edge.stop
             api_url, token = None, None
             if options.api is not None:
                 token = None if options.tokens else secrets.token_urlsafe(24)
@@ -267,10 +270,9 @@ async def _run(identity: EdgeIdentity, collector: Collector, config: m.Scenario,
             for line in [*said, *_started_lines(edge, options, ca_path, deployment.plane.snapshot,
                                                 api_url, token)]:
                 say(line)
-            stopper.stop = edge.stop
             task_status.started(Served(edge.host, edge.port, ca_path, api_url, edge.stop))
         nursery.cancel_scope.cancel()  # every connection has ended: now the rest
-    return edge.dropped()
+    return None if edge is None else edge.dropped()
 
 
 def _started_lines(edge: _Edge, options: ServeOptions, ca_path: Path,
@@ -326,20 +328,20 @@ async def _listen(edge: trio.Nursery, deployment: Deployment, options: ServeOpti
 async def _stop_on_signals(stopper: _Stopper, everything: trio.CancelScope,
                            say: Callable[[str], None]) -> None:
     """Ctrl-C or `kill` (SIGTERM): a graceful stop; a second one: the edge stops at once (the
-    events of what it cuts are still written); while starting: stop starting."""
+    events of what it cuts are still written); a third, or one while starting: cancel it all."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         received = 0
         async for number in signals:
             received += 1
-            if stopper.stop is None:
-                everything.cancel()
+            if stopper.stop is None or received > 2:
+                everything.cancel()  # still starting, or a third signal: no more waiting
             elif received == 1:
                 name = "Ctrl-C" if number == signal.SIGINT else "SIGTERM"
                 say(f"edge: stopping ({name}): no new connections; those in flight get "
                     f"{NodeSettings().stop_grace:.0f} s (again to stop at once)")
                 stopper.stop()
             elif received == 2:
-                say("edge: stopping at once")
+                say("edge: stopping at once (again to abandon what is left)")
                 stopper.stop(0)
 
 

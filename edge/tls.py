@@ -115,5 +115,7 @@ class TlsChannel:
             self.ssl_object.unwrap()
         except ssl.SSLError:
             pass
-        await self._flush_quietly()
-        await self.stream.aclose()
+        try:
+            await self._flush_quietly()
+        finally:
+            await self.stream.aclose()  # even when the flush is cut short

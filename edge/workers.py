@@ -141,7 +141,10 @@ def worker_main(spec: WorkerSpec, control: socket.socket, listener: socket.socke
     """A worker process's entry point."""
     for stop in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops us in order
         signal.signal(stop, signal.SIG_IGN)
-    trio.run(_work, spec, control, listener)
+    try:
+        trio.run(_work, spec, control, listener)
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the parent is gone (killed): there is nobody left to report to
 
 
 async def _work(spec: WorkerSpec, control: socket.socket, listener: socket.socket) -> None:
@@ -190,7 +193,10 @@ async def _work(spec: WorkerSpec, control: socket.socket, listener: socket.socke
     # Our side is ended; read the parent's to its end before closing, since closing a socket
     # with bytes unread resets it, and a reset can destroy what the parent has yet to read.
     with trio.move_on_after(STOP_TIMEOUT):
-        while await stream.receive_some(65536):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
             pass
     await stream.aclose()
 
@@ -252,6 +258,8 @@ class Workers:
         self.stopping = False
         self._stops: list[Stop] = []  # every stop asked for, for workers still starting too
         self._stop_feeds: list[trio.MemorySendChannel[Stop]] = []
+        self._reading: list[trio.CancelScope] = []  # each link's read, bounded once stopping
+        self._stop_deadline = math.inf
 
     async def run(self, address: tuple[str, int], *, task_status=trio.TASK_STATUS_IGNORED):
         with listening_socket(address) as listener:
@@ -275,12 +283,17 @@ class Workers:
             await trio.sleep(0.001)
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop every worker as `EdgeNode.stop(grace)` does; `run` returns once all ended."""
+        """Stop every worker as `EdgeNode.stop(grace)` does; `run` returns once all ended. A
+        worker not done `STOP_TIMEOUT` after its grace is an error (its events are lost)."""
         stop = Stop(self._specs[0].settings.stop_grace if grace is None else grace)
         self._stops.append(stop)
         for feed in self._stop_feeds:
             feed.send_nowait(stop)
         self.stopping = True
+        self._stop_deadline = min(self._stop_deadline,
+                                  trio.current_time() + stop.grace + STOP_TIMEOUT)
+        for scope in self._reading:
+            scope.deadline = self._stop_deadline
 
     async def _worker(self, index: int, spec: WorkerSpec, listener: socket.socket,
                       listening: trio.Event) -> None:
@@ -296,49 +309,78 @@ class Workers:
         self._stop_feeds.append(stops_in)
         for stop in self._stops:
             stops_in.send_nowait(stop)
+        reading = trio.CancelScope(deadline=self._stop_deadline)
+        self._reading.append(reading)
+        ended = False
 
         async def handle(message: object) -> None:
+            nonlocal ended
             if isinstance(message, Listening):
                 listening.set()
             elif isinstance(message, Applied):
                 self.applied[index] = message.version
             elif isinstance(message, Batch):
-                for event in message.events:
-                    await self._collector.record(event)
+                with trio.CancelScope(shield=True):  # recorded whole: the batch is ours now
+                    for event in message.events:
+                        await self._collector.record(event)
             elif isinstance(message, Ended):
                 self.dropped += message.dropped
+                ended = True
 
         try:
             async with trio.open_nursery() as link:
-                link.start_soon(self._feed, stream, stops_out)
-                try:
-                    await read_messages(stream, frames, handle)  # until the worker ends the link
-                except trio.BrokenResourceError:
-                    pass  # a worker that died with our bytes unread resets the link
-                if not self.stopping:
-                    raise WorkerExited(f"edge worker {spec.name} ended on its own "
-                                       f"(exit code {process.exitcode})")
+                link.start_soon(self._feed, stream, stops_out, spec.name)
+                with reading:
+                    try:
+                        await read_messages(stream, frames, handle)  # until the worker ends
+                    except trio.BrokenResourceError:
+                        pass  # a worker that died with our bytes unread resets the link
                 link.cancel_scope.cancel()
+            if not (self.stopping and ended):
+                await trio.to_thread.run_sync(process.join, 1.0)
+                raise WorkerExited(_exit_story(spec.name, process.exitcode, self.stopping,
+                                               reading.cancelled_caught))
         finally:
+            listening.set()  # an ended worker does not hold `run` up
             with trio.CancelScope(shield=True):
                 await _end(process, stream, frames, handle)
 
-    async def _feed(self, stream: trio.SocketStream,
-                    stops: trio.MemoryReceiveChannel[Stop]) -> None:
+    async def _feed(self, stream: trio.SocketStream, stops: trio.MemoryReceiveChannel[Stop],
+                    name: str) -> None:
         """Snapshots to the worker, and then its stops: the one writer of the link."""
         async with trio.open_nursery() as feeding:
 
             async def snapshots() -> None:
                 async with self._plane.subscribe() as arriving:
                     async for snapshot in arriving:
-                        await stream.send_all(frame(snapshot))
+                        await _send_frame(stream, snapshot, name)
 
             feeding.start_soon(snapshots)
             stop = await stops.receive()
             feeding.cancel_scope.cancel()
-        await stream.send_all(frame(stop))
+        await _send_frame(stream, stop, name)
         async for stop in stops:  # a hurried stop (a second Ctrl-C)
-            await stream.send_all(frame(stop))
+            await _send_frame(stream, stop, name)
+
+
+def _exit_story(name: str, exit_code: int | None, stopping: bool, overdue: bool) -> str:
+    if overdue:
+        return f"edge worker {name} did not stop in time; its last events are lost"
+    if stopping:
+        return (f"edge worker {name} ended (exit code {exit_code}) before handing over its "
+                "last events; they are lost")
+    return f"edge worker {name} ended on its own (exit code {exit_code})"
+
+
+async def _send_frame(stream: trio.SocketStream, message: object, name: str) -> None:
+    """One whole frame or none: a frame cut short by a cancellation would corrupt the link.
+    A worker reads its link to the end, so the shielded send is bounded all the same."""
+    data = frame(message)
+    with trio.move_on_after(STOP_TIMEOUT) as sending:
+        sending.shield = True
+        await stream.send_all(data)
+    if sending.cancelled_caught:
+        raise WorkerExited(f"edge worker {name} stopped reading its link")
 
 
 async def _end(process, stream: trio.SocketStream, frames: Frames, handle) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 import trio
 from trio.testing import assert_checkpoints, assert_no_checkpoints
 
-from edge.net import pipe
+from edge.net import TcpListener, pipe
 
 
 async def test_every_stream_call_is_a_checkpoint_even_with_bytes_waiting():
@@ -54,3 +56,49 @@ async def test_closing_ends_the_peer_and_refuses_sends():
         other.send_nowait(b"x")
     with pytest.raises(trio.ClosedResourceError):
         one.send_nowait(b"x")
+
+
+class _FakeSocket:
+    def __init__(self, peer):
+        self.peer = peer
+
+    def getpeername(self):
+        if isinstance(self.peer, OSError):
+            raise self.peer
+        return self.peer
+
+
+class _FakeStream:
+    def __init__(self, peer):
+        self.socket = _FakeSocket(peer)
+        self.closed = False
+
+    async def aclose(self):
+        self.closed = True
+
+
+class _FakeListener:
+    """Hands out what `script` says: an exception to raise or a stream to return."""
+
+    def __init__(self, script):
+        self.script = list(script)
+
+    async def accept(self):
+        await trio.lowlevel.checkpoint()
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+async def test_tcp_accept_survives_resets_and_running_out_of_descriptors(autojump_clock):
+    """A client resetting before it is named, and EMFILE, never end the accept loop; another
+    OSError still does (it is not the client's doing)."""
+    reset = _FakeStream(OSError(errno.ENOTCONN, "Transport endpoint is not connected"))
+    good = _FakeStream(("127.0.0.1", 40000))
+    listener = TcpListener(_FakeListener([OSError(errno.EMFILE, "Too many open files"), reset,
+                                          good, OSError(errno.EBADF, "Bad file descriptor")]))
+    accepted = await listener.accept()
+    assert accepted.conn_id == "tcp:127.0.0.1:40000" and reset.closed and not good.closed
+    with pytest.raises(OSError):
+        await listener.accept()

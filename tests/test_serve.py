@@ -324,7 +324,7 @@ async def test_a_stop_closes_idle_connections_at_once_and_a_second_cuts_the_rest
                 assert await kept.receive_some() == b""
             served.stop(0)
             hurried = trio.current_time()
-        assert trio.current_time() - hurried < GRACE  # the silent one did not get its grace
+        assert trio.current_time() - hurried < GRACE / 2  # the silent one did not get its grace
         await silent.aclose()
     records = [json.loads(line) for line in events.getvalue().splitlines()]
     connections = sorted((r["outcome"], r["requests"]) for r in records

@@ -14,10 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.collector import Collector
+from edge.control import commands as c
 from edge.control.plane import ControlPlane
 from edge.control.store import Settings, new_store
 from edge.node.identity import EdgeIdentity
 from edge.node.origin import Origin
+from edge.pki.issuer import Authority
 from edge.workers import Applied, Frames, WorkerExited, Workers, frame
 
 
@@ -82,3 +84,41 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+async def test_a_worker_lost_during_a_stop_is_an_error_not_a_silent_loss():
+    """A worker killed while stopping never hands over its last events: `run` says so."""
+    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            plane = _plane()
+            await nursery.start(plane.run)
+            workers = _workers(plane)
+            async with trio.open_nursery() as serving:
+                await serving.start(workers.run, ("127.0.0.1", 0))
+                await workers.settle()
+                workers.stop()
+                os.kill(workers.pids[0], signal.SIGKILL)
+            nursery.cancel_scope.cancel()
+    assert raised.group_contains(WorkerExited, match="before handing over its last events")
+
+
+async def test_a_stop_right_after_a_large_snapshot_still_ends():
+    """A stop while a multi-megabyte snapshot is on its way: the frame goes out whole (a cut
+    one would leave the worker waiting for bytes that never come), then the stop."""
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            plane = _plane()
+            await nursery.start(plane.run)
+            account = await plane.submit(c.CreateAccount("a"))
+            zone = await plane.submit(c.CreateZone(account.id, "example.com"))
+            ca = await plane.submit(c.UploadCaCertificate(
+                account.id, Authority.root({"CN": "big"}).certificate_pem))
+            workers = _workers(plane)
+            async with trio.open_nursery() as serving:
+                await serving.start(workers.run, ("127.0.0.1", 0))
+                await plane.submit(c.PutHostnameAssociations(
+                    zone.id, [f"h{i}.example.com" for i in range(100_000)], ca.id))
+                await trio.sleep(0.02)  # the snapshot is being written to the workers
+                workers.stop()
+            nursery.cancel_scope.cancel()
+    assert not any(_alive(pid) for pid in workers.pids)
