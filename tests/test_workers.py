@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -38,44 +39,15 @@ def _workers(plane: ControlPlane, count: int = 2) -> Workers:
                    origin=Origin())
 
 
-def _plane() -> ControlPlane:
-    return ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
-
-
-async def test_a_worker_that_dies_stops_serving_loudly():
-    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(60):
+@contextlib.asynccontextmanager
+async def _running_plane():
+    """A running control plane, stopped when the block ends (bounded: nothing here may hang)."""
+    with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            plane = _plane()
+            plane = ControlPlane(new_store(Settings(), now=dt.datetime.now(dt.timezone.utc)))
             await nursery.start(plane.run)
-            workers = _workers(plane)
-            await nursery.start(workers.run, ("127.0.0.1", 0))
-            await workers.settle()
-            assert min(workers.applied) == plane.store.version
-            os.kill(workers.pids[0], signal.SIGKILL)
-            await trio.sleep(30)  # the nursery ends long before: the worker's end is an error
+            yield plane
             nursery.cancel_scope.cancel()
-    assert raised.group_contains(WorkerExited, match="local-1 ended on its own")
-
-
-async def test_nobody_else_can_join_the_workers_port_and_stop_ends_them():
-    """The workers share the parent's one socket: unlike SO_REUSEPORT listeners, it lets no
-    other process (even one asking for SO_REUSEPORT) take a share of the connections. After
-    stop(), run() returns once every worker process has ended."""
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            plane = _plane()
-            await nursery.start(plane.run)
-            workers = _workers(plane)
-            async with trio.open_nursery() as serving:
-                _, port = await serving.start(workers.run, ("127.0.0.1", 0))
-                intruder = socket.socket()
-                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                with intruder, pytest.raises(OSError):
-                    intruder.bind(("127.0.0.1", port))
-                workers.stop()
-            nursery.cancel_scope.cancel()
-    assert not any(_alive(pid) for pid in workers.pids)
 
 
 def _alive(pid: int) -> bool:
@@ -86,39 +58,60 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+async def test_a_worker_that_dies_stops_serving_loudly():
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with _running_plane() as plane, trio.open_nursery() as serving:
+            workers = _workers(plane)
+            await serving.start(workers.run, ("127.0.0.1", 0))
+            await workers.settle()
+            assert min(workers.applied) == plane.store.version
+            os.kill(workers.pids[0], signal.SIGKILL)
+            await trio.sleep(30)  # the nursery ends long before: the worker's end is an error
+            serving.cancel_scope.cancel()
+    assert raised.group_contains(WorkerExited, match="local-1 ended on its own")
+
+
+async def test_nobody_else_can_join_the_workers_port_and_stop_ends_them():
+    """The workers share the parent's one socket: unlike SO_REUSEPORT listeners, it lets no
+    other process (even one asking for SO_REUSEPORT) take a share of the connections. After
+    stop(), run() returns once every worker process has ended."""
+    async with _running_plane() as plane, trio.open_nursery() as serving:
+        workers = _workers(plane)
+        _, port = await serving.start(workers.run, ("127.0.0.1", 0))
+        intruder = socket.socket()
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with intruder, pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+        workers.stop()
+    assert not any(_alive(pid) for pid in workers.pids)
+
+
 async def test_a_worker_lost_during_a_stop_is_an_error_not_a_silent_loss():
     """A worker killed while stopping never hands over its last events: `run` says so."""
-    with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            plane = _plane()
-            await nursery.start(plane.run)
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with _running_plane() as plane, trio.open_nursery() as serving:
             workers = _workers(plane)
-            async with trio.open_nursery() as serving:
-                await serving.start(workers.run, ("127.0.0.1", 0))
-                await workers.settle()
-                workers.stop()
-                os.kill(workers.pids[0], signal.SIGKILL)
-            nursery.cancel_scope.cancel()
+            await serving.start(workers.run, ("127.0.0.1", 0))
+            await workers.settle()
+            workers.stop()
+            os.kill(workers.pids[0], signal.SIGKILL)
     assert raised.group_contains(WorkerExited, match="before handing over its last events")
 
 
 async def test_a_stop_right_after_a_large_snapshot_still_ends():
     """A stop while a multi-megabyte snapshot is on its way: the frame goes out whole (a cut
     one would leave the worker waiting for bytes that never come), then the stop."""
-    with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            plane = _plane()
-            await nursery.start(plane.run)
-            account = await plane.submit(c.CreateAccount("a"))
-            zone = await plane.submit(c.CreateZone(account.id, "example.com"))
-            ca = await plane.submit(c.UploadCaCertificate(
-                account.id, Authority.root({"CN": "big"}).certificate_pem))
-            workers = _workers(plane)
-            async with trio.open_nursery() as serving:
-                await serving.start(workers.run, ("127.0.0.1", 0))
-                await plane.submit(c.PutHostnameAssociations(
-                    zone.id, [f"h{i}.example.com" for i in range(100_000)], ca.id))
-                await trio.sleep(0.02)  # the snapshot is being written to the workers
-                workers.stop()
-            nursery.cancel_scope.cancel()
+    async with _running_plane() as plane:
+        account = await plane.submit(c.CreateAccount("a"))
+        zone = await plane.submit(c.CreateZone(account.id, "example.com"))
+        ca = await plane.submit(c.UploadCaCertificate(
+            account.id, Authority.root({"CN": "big"}).certificate_pem))
+        workers = _workers(plane)
+        async with trio.open_nursery() as serving:
+            await serving.start(workers.run, ("127.0.0.1", 0))
+            await plane.submit(c.PutHostnameAssociations(
+                zone.id, [f"h{i}.example.com" for i in range(100_000)], ca.id))
+            await trio.sleep(0.02)  # the snapshot is being written to the workers
+            workers.stop()
     assert not any(_alive(pid) for pid in workers.pids)
