@@ -12,7 +12,8 @@ import pki_samples as samples
 from edge.control import commands as c
 from edge.control import errors
 from edge.control.errors import ApiError
-from edge.control.records import Action, ClientCertificateStatus, ManagedCaScope, Plan, Rule
+from edge.control.records import (Action, ClientCertificateStatus, ForwardingOptions,
+                                  ManagedCaScope, Plan, Rule, ZoneSettings)
 from edge.control.store import Settings, Store, apply, new_store
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
@@ -463,3 +464,21 @@ def test_rules_with_a_bad_expression_are_refused_with_the_column(world, tenant):
     bad = Rule("not cf.tls_client_auth.cert_verified and http.host eq 5", Action.BLOCK)
     err = world.refused(c.PutCustomRules(zone.id, [bad]), errors.INVALID_RULE)
     assert err.message.startswith("rules[0].expression: column ")
+
+
+# --- zone settings --------------------------------------------------------------------------
+
+
+def test_set_forwarding_changes_only_the_options_named(world, tenant):
+    _, zone = tenant
+    world.do(c.PutZoneSettings(zone.id, ZoneSettings(
+        forwarding=ForwardingOptions(rfc9440=True), strict_sni_host=True)))
+    version = world.store.version
+    settings = world.do(c.SetForwarding(zone.id, managed_transform=True))
+    assert settings == ZoneSettings(forwarding=ForwardingOptions(
+        managed_transform=True, rfc9440=True), strict_sni_host=True)
+    assert world.store.version == version + 1
+    assert world.do(c.SetForwarding(zone.id)) == settings  # nothing named: a read
+    assert world.store.version == version + 1
+    world.refused(c.SetForwarding(zone.id, access_headers="yes"), errors.INVALID_REQUEST)
+    world.refused(c.SetForwarding("no-such-zone", rfc9440=False), errors.ZONE_NOT_FOUND)

@@ -13,7 +13,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -345,12 +344,8 @@ async def _get_managed_headers(request, plane):
 async def _patch_managed_headers(request, plane):
     zone_id = request.path_params["zone_id"]
     toggle = _client_cert_toggle(await _body(request))
-    settings = await plane.submit(c.GetZoneSettings(zone_id))
-    if toggle is not None:
-        forwarding = attrs.evolve(settings.forwarding, managed_transform=toggle)
-        settings = await plane.submit(
-            c.PutZoneSettings(zone_id, attrs.evolve(settings, forwarding=forwarding)))
-    return envelope(_managed_headers(settings))
+    return envelope(_managed_headers(await plane.submit(
+        c.SetForwarding(zone_id, managed_transform=toggle))))
 
 
 _MTLS = "/accounts/{account_id}/mtls_certificates"

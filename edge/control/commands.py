@@ -152,3 +152,14 @@ class PutZoneSettings:
 @attrs.frozen
 class GetZoneSettings:
     zone_id: str
+
+
+@attrs.frozen
+class SetForwarding:
+    """Turn the given forwarding options on or off and keep the others (None): one command,
+    so a change made meanwhile to another option is never overwritten."""
+
+    zone_id: str
+    managed_transform: bool | None = None
+    access_headers: bool | None = None
+    rfc9440: bool | None = None

@@ -565,6 +565,22 @@ def _get_settings(store: Store, cmd: c.GetZoneSettings, now: dt.datetime):
     return store, _zone(store, cmd.zone_id).settings
 
 
+def _set_forwarding(store: Store, cmd: c.SetForwarding, now: dt.datetime):
+    settings = _zone(store, cmd.zone_id).settings
+    changes = {}
+    for field in attrs.fields(c.SetForwarding)[1:]:
+        value = getattr(cmd, field.name)
+        if value is not None and not isinstance(value, bool):
+            raise ApiError(e.INVALID_REQUEST, f"{field.name}: expected true or false, got {value!r}")
+        if value is not None:
+            changes[field.name] = value
+    if not changes:
+        return store, settings  # nothing asked: a read
+    forwarding = attrs.evolve(settings.forwarding, **changes)
+    return _put_settings(store, c.PutZoneSettings(cmd.zone_id, attrs.evolve(
+        settings, forwarding=forwarding)), now)
+
+
 _HANDLERS: dict[type, Callable[[Store, Any, dt.datetime], tuple[Store, Any]]] = {
     c.CreateAccount: _create_account,
     c.CreateZone: _create_zone,
@@ -587,4 +603,5 @@ _HANDLERS: dict[type, Callable[[Store, Any, dt.datetime], tuple[Store, Any]]] = 
     c.GetCustomRules: _get_rules,
     c.PutZoneSettings: _put_settings,
     c.GetZoneSettings: _get_settings,
+    c.SetForwarding: _set_forwarding,
 }
