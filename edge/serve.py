@@ -281,10 +281,9 @@ def _started_lines(edge: _Edge, options: ServeOptions, ca_path: Path,
     """What a user needs once the edge listens: where, what to trust, a command to try."""
     processes = f" in {options.workers} worker processes" if options.workers > 1 else ""
     name = _example_host(snapshot)
-    ip = f"[{edge.host}]" if ":" in edge.host else edge.host
     lines = [f"edge serving mTLS on {_address(edge.host, edge.port)}{processes}; clients trust "
              f"the edge's server CA: {ca_path}",
-             f"try: curl --cacert {ca_path} --resolve {name}:{edge.port}:{ip} "
+             f"try: curl --cacert {ca_path} --resolve {name}:{edge.port}:{_bracketed(edge.host)} "
              f"https://{name}:{edge.port}/"]
     if api_url is not None:
         lines.append(f"control-plane API on {api_url}/client/v4 (Authorization: Bearer <token>)")
@@ -303,7 +302,12 @@ def _example_host(snapshot: EdgeConfig | None) -> str:
 
 
 def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{_bracketed(host)}:{port}"
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets, as URLs and curl's --resolve want it."""
+    return f"[{host}]" if ":" in host else host
 
 
 async def _listen(edge: trio.Nursery, deployment: Deployment, options: ServeOptions,
