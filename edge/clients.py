@@ -11,9 +11,9 @@ import ssl
 from collections.abc import Callable, Sequence
 
 import attrs
-import h11
 import trio
 
+from edge import http
 from edge.events import TlsOutcome
 from edge.net import Accepted
 from edge.tls import TlsChannel, TlsClosed
@@ -78,16 +78,15 @@ async def visit(
         with trio.move_on_after(timeout):
             await channel.handshake(flush=not paths)  # the first request carries our Finished
             handshaken = True
-            conn = h11.Connection(h11.CLIENT)
+            reader = http.ResponseReader()
             for path in paths:
-                statuses.append(await request(channel, conn, host or sni or "", path))
-                if conn.our_state is h11.MUST_CLOSE:
+                statuses.append(await request(channel, reader, host or sni or "", path))
+                if reader.ended:
                     break
-                conn.start_next_cycle()
             failure, error = TlsOutcome.OK, ""
     except ssl.SSLError as exc:
         failure, error = TlsOutcome.HANDSHAKE_FAILED, str(exc)
-    except (TlsClosed, trio.BrokenResourceError, h11.RemoteProtocolError) as exc:
+    except (TlsClosed, trio.BrokenResourceError, http.BadResponse) as exc:
         failure, error = TlsOutcome.CLIENT_CLOSED, str(exc) or type(exc).__name__
     finally:
         with trio.CancelScope(shield=True):
@@ -102,26 +101,20 @@ async def visit(
 
 async def request(
     channel: TlsChannel,
-    conn: h11.Connection,
+    reader: http.ResponseReader,
     host: str,
     path: str,
     headers: Sequence[tuple[str, str]] = (),
 ) -> int:
-    """One GET on an open connection; the response's status code."""
-    request = h11.Request(method="GET", target=path, headers=[("host", host), *headers])
-    await channel.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
-    status = 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await channel.receive_some()
-            if not data:
-                raise TlsClosed("edge closed the connection mid-response")
-            conn.receive_data(data)
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-        elif isinstance(event, h11.EndOfMessage):
-            return status
+    """One GET on an open connection (`reader` holds what the connection received so far);
+    the response's status code."""
+    await channel.send_all(http.request("GET", path, [("host", host), *headers]))
+    while (response := reader.next_response()) is None:
+        data = await channel.receive_some()
+        if not data:
+            raise TlsClosed("edge closed the connection mid-response")
+        reader.receive(data)
+    return response.status
 
 
 @attrs.define

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-import h11
+from edge.http import ResponseReader
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +44,7 @@ async def connect(world: EdgeWorld, context, session=None):
     if session is not None:
         channel.ssl_object.session = session
     await channel.handshake()
-    status = await request(channel, h11.Connection(h11.CLIENT), BLOCK_HOST, "/")
+    status = await request(channel, ResponseReader(), BLOCK_HOST, "/")
     session = channel.ssl_object.session  # the ticket arrived with the response
     reused = channel.ssl_object.session_reused
     await channel.aclose()
@@ -128,7 +128,7 @@ async def test_a_resumed_session_names_the_hostnames_own_ca_when_tenants_share_o
                               server_hostname="api.example.net")
     channel.ssl_object.session = session
     await channel.handshake()
-    await request(channel, h11.Connection(h11.CLIENT), "api.example.net", "/")
+    await request(channel, ResponseReader(), "api.example.net", "/")
     reused = channel.ssl_object.session_reused
     await channel.aclose()
     await world.drain()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-import h11
+from edge.http import ResponseReader
 import pytest
 import trio
 import trio.testing
@@ -69,7 +69,7 @@ class Edge:
         channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
                                   server_hostname=sni)
         await channel.handshake()
-        status = await request(channel, h11.Connection(h11.CLIENT), host, "/orders", headers)
+        status = await request(channel, ResponseReader(), host, "/orders", headers)
         await channel.aclose()
         await trio.sleep(1)
         (event,) = self.deployment.collector.requests(accepted.conn_id)

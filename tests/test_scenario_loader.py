@@ -751,3 +751,21 @@ def test_start_cannot_be_named_when_a_phase_opens_at_0s():
         '[[expect]]\nmetric = "blocked"\nop = "=="\nvalue = 0\nbefore = "start"\n'
     )
     assert problems(text) == ["expect[0].before: no timeline entry opens phase 'start'"]
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        ('["/a b"]', "fleets[0].paths: not a request target (printable ASCII, no spaces): '/a b'"),
+        ('["api"]', "fleets[0].paths: expected paths starting with '/', got 'api'"),
+        ("[]", "fleets[0].paths: expected at least one entry"),
+    ],
+)
+def test_fleet_paths_must_be_request_targets(paths, expected):
+    assert problems(HEAD + FLEET + f"paths = {paths}\n") == [expected]
+
+
+def test_a_fleet_host_header_must_be_one_line():
+    assert problems(HEAD + FLEET + 'host = "a\\nX-Evil: 1"\n') == [
+        "fleets[0].host: not a valid Host header value: 'a\\nX-Evil: 1'"
+    ]

@@ -14,9 +14,9 @@ import ssl
 from collections.abc import Callable
 
 import attrs
-import h11
 import trio
 
+from edge import http
 from edge.control.snapshot import EdgeConfig, HostPolicy
 from edge.events import ConnectionEvent, Decision, Event, RequestEvent, TlsOutcome
 from edge.net import Accepted
@@ -85,10 +85,6 @@ class _Bounded:
         self._items.move_to_end(key)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
-
-
-class _RequestTooLarge(Exception):
-    pass
 
 
 class EdgeNode:
@@ -316,66 +312,43 @@ class EdgeNode:
         Only the wait for a request is timed: answering and its event (which waits for the
         collector when it is slow) are never cut short.
         """
-        conn = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.settings.max_request_bytes
+        reader = http.RequestReader(
+            max_head=self.settings.max_request_bytes, max_body=self.settings.max_body_bytes
         )
         while True:
             try:
-                request, body = await self._wait_for_request(conn, channel, state.requests)
+                request = await self._wait_for_request(reader, channel, state.requests)
                 if request is None:
                     return
-                await self._answer(state, channel, conn, verdict, request, body)
+                close = self.stopping or not request.keep_alive
+                await self._answer(state, channel, verdict, request, close)
                 state.requests += 1  # with its request event sent
-            except (h11.RemoteProtocolError, _RequestTooLarge) as exc:
-                await self._refuse(state, channel, conn, verdict, exc)
+            except http.BadRequest as exc:
+                await self._refuse(state, channel, verdict, exc)
                 state.requests += 1
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the client left mid-response: its requests still count
-            if conn.our_state is h11.MUST_CLOSE:
+            if close:
                 return
-            conn.start_next_cycle()
 
-    async def _wait_for_request(self, conn: h11.Connection, channel: TlsChannel,
-                                answered: int) -> tuple[h11.Request | None, bytes]:
+    async def _wait_for_request(self, reader: http.RequestReader, channel: TlsChannel,
+                                answered: int) -> http.Request | None:
         """The next request, or None when the client closes or idles out. After the first
         request the connection is merely kept alive: a stopping node closes it."""
         with trio.move_on_after(self.settings.idle_timeout) as waiting:
             if not answered:
-                return await self._next_request(conn, channel)
+                return await _next_request(reader, channel)
             self._idle.add(waiting)
             try:
                 if self.stopping:
                     waiting.cancel()
-                return await self._next_request(conn, channel)
+                return await _next_request(reader, channel)
             finally:
                 self._idle.discard(waiting)
-        return None, b""
+        return None
 
-    async def _next_request(
-        self, conn: h11.Connection, channel: TlsChannel
-    ) -> tuple[h11.Request | None, bytes]:
-        request, body = None, bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await channel.receive_some()
-                conn.receive_data(data)
-                if not data and conn.their_state is h11.IDLE:
-                    return None, b""
-                continue
-            if isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > self.settings.max_body_bytes:
-                    raise _RequestTooLarge("request body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                return None, b""
-
-    async def _answer(self, state, channel, conn, verdict, request: h11.Request, body: bytes):
+    async def _answer(self, state, channel, verdict, request: http.Request, close: bool):
         facts = self._facts(state, channel, verdict, request)
         refused = routing.refusal(state.snapshot, state.sni, facts.host, facts.zone)
         if refused is not None:
@@ -385,43 +358,40 @@ class EdgeNode:
             decided, reason = self.policy.decide(facts), verdict.reason
             status, payload, kind = decided.status, BLOCKED_ANSWER, JSON
         if status is None:
-            client_headers = tuple(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers
+            headers = forwarding.origin_headers(
+                request.headers, verdict, facts.zone.settings.forwarding
             )
-            headers = forwarding.origin_headers(client_headers, verdict, facts.zone.settings.forwarding)
             status, payload = self.origin.handle(
-                OriginRequest(state.conn_id, facts.method, facts.target, headers, body)
+                OriginRequest(state.conn_id, facts.method, facts.target, headers, request.body)
             )
             kind = self.origin.content_type
-        await _respond(channel, conn, status, payload, kind, close=self.stopping)
+        head = request.method == "HEAD"
+        await channel.send_all(http.response(status, payload, kind, close=close, head=head))
         await self._emit_request(state, facts, status, decided, reason)
 
-    def _facts(self, state, channel, verdict, request: h11.Request) -> RequestFacts:
-        host = routing.normalise_host(_host_header(request))
-        target = request.target.decode("latin-1")
+    def _facts(self, state, channel, verdict, request: http.Request) -> RequestFacts:
+        host = routing.normalise_host(request.header("host"))
         snapshot = state.snapshot
         return RequestFacts(
             verdict=verdict,
             sni=state.sni,
             host=host,
-            method=request.method.decode("ascii", "replace"),
-            path=target.split("?", 1)[0],
-            target=target,
+            method=request.method,
+            path=request.target.split("?", 1)[0],
+            target=request.target,
             zone=None if snapshot is None or not host else snapshot.zone_for(host),
             tls_version=channel.ssl_object.version() or "",
             client_ip=state.client_ip,
         )
 
-    async def _refuse(self, state, channel, conn, verdict, exc) -> None:
-        status = getattr(exc, "error_status_hint", 413)
-        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            try:
-                await _respond(channel, conn, status, b"bad request\n", TEXT)
-            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+    async def _refuse(self, state, channel, verdict, exc: http.BadRequest) -> None:
+        try:
+            await channel.send_all(http.response(exc.status, b"bad request\n", TEXT, close=True))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
         facts = RequestFacts(verdict, state.sni, "", "", "", client_ip=state.client_ip)
         decided = PolicyDecision(Decision.BAD_REQUEST, False)
-        await self._emit_request(state, facts, status, decided, verdict.reason)
+        await self._emit_request(state, facts, exc.status, decided, verdict.reason)
 
     async def _emit_request(self, state, facts: RequestFacts, status: int, decided, reason):
         sni = routing.normalise_host(state.sni) if state.sni else None
@@ -466,21 +436,12 @@ class EdgeNode:
         self.dropped += 1  # said at the end: `edge serve` never claims every event was written
 
 
-async def _respond(channel: TlsChannel, conn: h11.Connection, status: int, body: bytes,
-                   content_type: str, *, close: bool = False) -> None:
-    headers = [("content-length", str(len(body))), ("content-type", content_type)]
-    if close:
-        headers.append(("connection", "close"))  # the node is stopping
-    data = conn.send(h11.Response(status_code=status, headers=headers))
-    data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
-    await channel.send_all(data)
-
-
-def _host_header(request: h11.Request) -> str:
-    for name, value in request.headers:
-        if name == b"host":
-            return value.decode("latin-1")
-    return ""
+async def _next_request(reader: http.RequestReader, channel: TlsChannel) -> http.Request | None:
+    while (request := reader.next_request()) is None:
+        if reader.ended:
+            return None
+        reader.receive(await channel.receive_some())
+    return request
 
 
 def _client_ip(conn_id: str) -> str:

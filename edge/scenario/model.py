@@ -12,6 +12,7 @@ import enum
 
 import attrs
 
+from edge import http
 from edge.control.records import Action, ManagedCaScope, Plan
 from edge.control.store import MAX_VALIDITY_DAYS
 from edge.pki.issuer import KEY_TYPES
@@ -40,6 +41,25 @@ def _not_negative(instance, attribute, value) -> None:
 def _non_empty(instance, attribute, value) -> None:
     if not value:
         raise ValueError(f"{attribute.name}: expected at least one entry")
+
+
+def _request_paths(instance, attribute, value) -> None:
+    _non_empty(instance, attribute, value)
+    for path in value:
+        if not path.startswith("/"):
+            raise ValueError(f"{attribute.name}: expected paths starting with '/', got {path!r}")
+        try:
+            http.check_target(path)
+        except ValueError as exc:
+            raise ValueError(f"{attribute.name}: {exc}") from None
+
+
+def _host_header(instance, attribute, value) -> None:
+    if value is not None:
+        try:
+            http.check_header("host", value)
+        except ValueError:
+            raise ValueError(f"{attribute.name}: not a valid Host header value: {value!r}") from None
 
 
 def _validity_days(instance, attribute, value) -> None:
@@ -151,12 +171,14 @@ class CertSpec:
 class FleetSpec:
     name: str
     hostname: str  # the SNI the clients send
-    host: str | None = None  # the Host header, when it differs from the SNI
+    host: str | None = attrs.field(  # the Host header, when it differs from the SNI
+        default=None, validator=_host_header
+    )
     clients: int = attrs.field(default=1, validator=_positive)
     interval: dt.timedelta = attrs.field(  # between one client's connections
         default=dt.timedelta(minutes=1), validator=_positive_duration
     )
-    paths: tuple[str, ...] = attrs.field(default=("/",), validator=_non_empty)
+    paths: tuple[str, ...] = attrs.field(default=("/",), validator=_request_paths)
     requests_per_connection: int = attrs.field(default=1, validator=_positive)
     cert: CertSpec | None = None  # None: no client certificate at all
     nodes: tuple[str, ...] = ()  # node names to use; empty: all, in turn
