@@ -76,6 +76,9 @@ class Collector:
             try:
                 async for event in self._receive:
                     await self.record(event)
+                    # and whatever else is queued: `receive` takes a scheduler pass per event,
+                    # which under load let the queue grow to hundreds (measured, issue 6)
+                    await self._record_queued()
             finally:
                 with trio.CancelScope(shield=True):
                     await self._record_queued()
