@@ -353,7 +353,8 @@ async def _serve_in_process(nursery, deployment: Deployment, node: EdgeNode,
                             address) -> tuple[str, int]:
     """`node` on every socket trio opens for `address`."""
     await deployment.settle()  # listen only once the configuration is in: no client sees a 503
-    listeners = await trio.open_tcp_listeners(address[1], host=address[0])
+    listeners = [TcpListener.adopting(listener)
+                 for listener in await trio.open_tcp_listeners(address[1], host=address[0])]
     for listener in listeners:
-        await nursery.start(node.serve, TcpListener(listener))
+        await nursery.start(node.serve, listener)
     return listeners[0].socket.getsockname()[:2]

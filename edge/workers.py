@@ -159,7 +159,7 @@ async def _work(spec: WorkerSpec, control: socket.socket, listener: socket.socke
     serving = False
 
     async def serve(worker: trio.Nursery, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        tcp = TcpListener(trio.SocketListener(trio.socket.from_stdlib_socket(listener)))
+        tcp = TcpListener(listener)
         await node.serve(tcp, task_status=task_status)
         worker.cancel_scope.cancel()  # the node has wound down: this worker is done
 

@@ -84,7 +84,7 @@ async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
     await deployment.settle()
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
-    await nursery.start(node.serve, TcpListener(listener))
+    await nursery.start(node.serve, TcpListener.adopting(listener))
     streams = []
 
     async def connect_tcp() -> Accepted:

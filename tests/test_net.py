@@ -1,14 +1,16 @@
-"""The in-memory pipe keeps trio's stream contract; only `send_nowait` skips the checkpoint."""
+"""The in-memory pipe keeps trio's stream contract (only `send_nowait` skips the checkpoint);
+TCP streams skip it while the kernel completes calls at once, up to a limit."""
 
 from __future__ import annotations
 
 import errno
+import socket
 
 import pytest
 import trio
 from trio.testing import assert_checkpoints, assert_no_checkpoints
 
-from edge.net import TcpListener, pipe
+from edge.net import EAGER_LIMIT, TcpListener, pipe
 
 
 async def test_every_stream_call_is_a_checkpoint_even_with_bytes_waiting():
@@ -58,47 +60,75 @@ async def test_closing_ends_the_peer_and_refuses_sends():
         one.send_nowait(b"x")
 
 
-class _FakeSocket:
-    def __init__(self, peer):
-        self.peer = peer
-
-    def getpeername(self):
-        if isinstance(self.peer, OSError):
-            raise self.peer
-        return self.peer
-
-
-class _FakeStream:
-    def __init__(self, peer):
-        self.socket = _FakeSocket(peer)
-        self.closed = False
-
-    async def aclose(self):
-        self.closed = True
-
-
-class _FakeListener:
-    """Hands out what `script` says: an exception to raise or a stream to return."""
+class _ScriptedSocket:
+    """A listening socket that does what `script` says: raise, or hand out a connection."""
 
     def __init__(self, script):
         self.script = list(script)
 
-    async def accept(self):
-        await trio.lowlevel.checkpoint()
+    def setblocking(self, flag):
+        pass
+
+    def fileno(self):
+        return -1
+
+    def accept(self):
         item = self.script.pop(0)
         if isinstance(item, BaseException):
             raise item
         return item
 
 
-async def test_tcp_accept_survives_resets_and_running_out_of_descriptors(autojump_clock):
-    """A client resetting before it is named, and EMFILE, never end the accept loop; another
+async def test_tcp_accept_survives_dead_connections_and_running_out_of_descriptors(
+    autojump_clock,
+):
+    """A connection that died in the backlog, and EMFILE, never end the accept loop; another
     OSError still does (it is not the client's doing)."""
-    reset = _FakeStream(OSError(errno.ENOTCONN, "Transport endpoint is not connected"))
-    good = _FakeStream(("127.0.0.1", 40000))
-    listener = TcpListener(_FakeListener([OSError(errno.EMFILE, "Too many open files"), reset,
-                                          good, OSError(errno.EBADF, "Bad file descriptor")]))
-    accepted = await listener.accept()
-    assert accepted.conn_id == "tcp:127.0.0.1:40000" and reset.closed and not good.closed
-    with pytest.raises(OSError):
-        await listener.accept()
+    with socket.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname()) as b:
+        a, _ = server.accept()
+        listener = TcpListener(_ScriptedSocket([
+            OSError(errno.EMFILE, "Too many open files"),
+            ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort"),
+            (a, ("127.0.0.1", 40000)),
+            OSError(errno.EBADF, "Bad file descriptor"),
+        ]))
+        accepted = await listener.accept()
+        assert accepted.conn_id == "tcp:127.0.0.1:40000"
+        with pytest.raises(OSError):
+            await listener.accept()
+
+
+async def _tcp_pair():
+    """An accepted TcpStream and the client's end, over loopback."""
+    listener = TcpListener(socket.create_server(("127.0.0.1", 0)))
+    client = await trio.open_tcp_stream(*listener.socket.getsockname()[:2])
+    return listener, (await listener.accept()).stream, client
+
+
+async def test_tcp_stream_calls_that_complete_at_once_take_no_scheduler_pass_until_the_limit():
+    listener, server, client = await _tcp_pair()
+    async with server, client:
+        await listener.aclose()
+        await client.send_all(b"x" * EAGER_LIMIT)
+        await trio.sleep(0.05)  # all of it in the kernel's buffer
+        with assert_no_checkpoints():
+            for _ in range(EAGER_LIMIT - 1):
+                assert await server.receive_some(1) == b"x"
+        with assert_checkpoints():  # the limit: a checkpoint, so nobody holds the loop
+            assert await server.receive_some(1) == b"x"
+        with assert_checkpoints():  # nothing there: a real wait
+            with trio.move_on_after(0.05):
+                await server.receive_some()
+
+
+async def test_tcp_stream_ends_and_breaks_like_a_trio_stream():
+    listener, server, client = await _tcp_pair()
+    await listener.aclose()
+    async with client:
+        await server.send_all(b"bye")
+        await server.aclose()
+        assert await client.receive_some() == b"bye"
+        assert await client.receive_some() == b""
+        with pytest.raises(trio.ClosedResourceError):
+            await server.receive_some()

@@ -52,8 +52,8 @@ def _reuse_port_socket(port: int) -> socket.socket:
 async def _edge_server(material: Material, port: int, ready) -> None:
     async with trio.open_nursery() as nursery:
         deployment = await edge_deployment(material, nursery, "tcp")
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(_reuse_port_socket(port)))
-        await nursery.start(deployment.nodes["tcp"].serve, TcpListener(listener))
+        listener = TcpListener(_reuse_port_socket(port))
+        await nursery.start(deployment.nodes["tcp"].serve, listener)
         ready.set()
 
 
