@@ -85,7 +85,7 @@ async def test_tcp_accept_survives_dead_connections_and_running_out_of_descripto
     """A connection that died in the backlog, and EMFILE, never end the accept loop; another
     OSError still does (it is not the client's doing)."""
     with socket.create_server(("127.0.0.1", 0)) as server, \
-            socket.create_connection(server.getsockname()) as b:
+            socket.create_connection(server.getsockname()):
         a, _ = server.accept()
         listener = TcpListener(_ScriptedSocket([
             OSError(errno.EMFILE, "Too many open files"),
@@ -97,6 +97,7 @@ async def test_tcp_accept_survives_dead_connections_and_running_out_of_descripto
         assert accepted.conn_id == "tcp:127.0.0.1:40000"
         with pytest.raises(OSError):
             await listener.accept()
+        await accepted.stream.aclose()
 
 
 async def _tcp_pair():
