@@ -89,8 +89,7 @@ async def visit(
     except (TlsClosed, trio.BrokenResourceError, http.BadResponse) as exc:
         failure, error = TlsOutcome.CLIENT_CLOSED, str(exc) or type(exc).__name__
     finally:
-        with trio.CancelScope(shield=True):
-            await channel.aclose()
+        await channel.aclose()
     outcome = TlsOutcome.OK if handshaken else failure
     return ClientResult(
         accepted.conn_id, outcome, tuple(statuses), error,

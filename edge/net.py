@@ -98,13 +98,17 @@ class PipeStream(trio.abc.Stream):
         del self._in.buffer[:size]
         return data
 
-    async def aclose(self) -> None:
+    def close_nowait(self) -> None:
+        """`aclose` without the checkpoint: closing a pipe never waits."""
         if not self._closed:
             self._closed = True
             self._out.eof = True  # the peer reads what is left, then b""
             self._in.eof = True
             self._out.wake()
             self._in.wake()
+
+    async def aclose(self) -> None:
+        self.close_nowait()
         await trio.lowlevel.checkpoint()
 
 
@@ -265,10 +269,14 @@ class TcpStream(trio.abc.Stream):
             await self._pace()
             return data
 
-    async def aclose(self) -> None:
+    def close_nowait(self) -> None:
+        """`aclose` without the checkpoint: closing a socket never waits."""
         if self.socket.fileno() != -1:
             trio.lowlevel.notify_closing(self.socket)
             self.socket.close()
+
+    async def aclose(self) -> None:
+        self.close_nowait()
         await trio.lowlevel.checkpoint()
 
 

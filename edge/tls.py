@@ -7,7 +7,8 @@ validation at simulated time). Used by edge nodes and simulated clients alike.
 
 Not a `trio.abc.Stream`, and not a checkpoint on every call: `receive_some` returns bytes
 OpenSSL already decrypted without awaiting anything, and over a stream that takes bytes at once
-(`send_nowait`, the in-memory pipe) sending is not a checkpoint either. Every loop over a
+(`send_nowait`, the in-memory pipe) sending is not a checkpoint either, nor is closing a stream
+that closes at once (`close_nowait`). Every loop over a
 channel waits on a receive of the stream when it has nothing left to read, and that wait is
 where it yields and where cancellation reaches it.
 """
@@ -19,6 +20,7 @@ import ssl
 import trio
 
 RECEIVE_SIZE = 65536
+CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
 
 
 class TlsClosed(Exception):
@@ -110,12 +112,24 @@ class TlsChannel:
             pass
 
     async def aclose(self) -> None:
-        """Send close_notify if we can, then close the stream; never raises for a gone peer."""
+        """Send close_notify if we can, then close the stream. Never raises for a gone peer,
+        and shielded: a cancelled connection still closes, within CLOSE_TIMEOUT for a peer
+        that reads no more. Over a stream that sends and closes at once (`send_nowait`,
+        `close_nowait`: the in-memory pipe) it takes no scheduler pass at all."""
         try:
             self.ssl_object.unwrap()
         except ssl.SSLError:
             pass
         try:
-            await self._flush_quietly()
-        finally:
-            await self.stream.aclose()  # even when the flush is cut short
+            if self._send_nowait is not None:
+                await self._flush_quietly()
+            else:
+                with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    await self._flush_quietly()
+        finally:  # even when the flush is cut short
+            close_nowait = getattr(self.stream, "close_nowait", None)
+            if close_nowait is not None:
+                close_nowait()
+            else:
+                with trio.CancelScope(shield=True):
+                    await self.stream.aclose()

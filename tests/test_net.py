@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 
 import pytest
 import trio
 from trio.testing import assert_checkpoints, assert_no_checkpoints
 
 from edge.net import EAGER_LIMIT, TcpListener, pipe
+from edge.tls import TlsChannel
 
 
 async def test_every_stream_call_is_a_checkpoint_even_with_bytes_waiting():
@@ -133,3 +135,17 @@ async def test_tcp_stream_ends_and_breaks_like_a_trio_stream():
         assert await client.receive_some() == b""
         with pytest.raises(trio.ClosedResourceError):
             await server.receive_some()
+
+
+async def test_closing_a_tls_channel_over_the_pipe_takes_no_pass_and_survives_cancellation():
+    """The peer still sees the end, from a cancelled task too."""
+    one, other = pipe()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    channel = TlsChannel.wrap(one, context, server_side=False, server_hostname="x.test")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with assert_no_checkpoints():
+            await channel.aclose()
+    assert await other.receive_some() == b""  # no handshake yet: nothing to notify, but closed
+    with pytest.raises(trio.ClosedResourceError):
+        one.send_nowait(b"x")

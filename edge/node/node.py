@@ -60,7 +60,6 @@ class _Connection:
 
 TEXT, JSON = "text/plain", "application/json"
 BLOCKED_ANSWER = b'{"error": "client certificate required"}\n'
-CLOSE_TIMEOUT = 5.0  # seconds to send close_notify to a peer that may not read any more
 EMIT_TIMEOUT = 60.0  # seconds a cancelled connection waits for room at a stalled collector
 
 
@@ -221,9 +220,7 @@ class EdgeNode:
             error = error or "the edge stopped during this connection"
             raise
         finally:
-            with trio.move_on_after(CLOSE_TIMEOUT) as closing:
-                closing.shield = True
-                await channel.aclose()
+            await channel.aclose()
             await self._emit(ConnectionEvent(
                 conn_id=state.conn_id,
                 node=self.name,
