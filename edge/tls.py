@@ -87,19 +87,25 @@ class TlsChannel:
                     await self._flush()
                 return
 
+    def receive_nowait(self) -> bytes | None:
+        """Decrypted bytes already here (b"" when the peer closed), or None: there are none
+        without waiting."""
+        try:
+            return self.ssl_object.read(RECEIVE_SIZE)
+        except ssl.SSLWantReadError:
+            return None
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
+
     async def receive_some(self) -> bytes:
         """Decrypted bytes; b"" when the peer closed (cleanly or not)."""
-        while True:
+        while (data := self.receive_nowait()) is None:
+            await self._flush()  # TLS 1.3 may owe the peer something (e.g. a key update)
             try:
-                return self.ssl_object.read(RECEIVE_SIZE)
-            except ssl.SSLWantReadError:
-                await self._flush()  # TLS 1.3 may owe the peer something (e.g. a key update)
-                try:
-                    await self._fill()
-                except TlsClosed:
-                    return b""
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                await self._fill()
+            except TlsClosed:
                 return b""
+        return data
 
     async def send_all(self, data: bytes) -> None:
         self.ssl_object.write(data)

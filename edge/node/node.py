@@ -332,7 +332,11 @@ class EdgeNode:
     async def _wait_for_request(self, reader: http.RequestReader, channel: TlsChannel,
                                 answered: int) -> http.Request | None:
         """The next request, or None when the client closes or idles out. After the first
-        request the connection is merely kept alive: a stopping node closes it."""
+        request the connection is merely kept alive: a stopping node closes it. A request
+        already here needs no timer (the first usually comes with the client's Finished)."""
+        request = _request_at_hand(reader, channel)
+        if request is not None or reader.ended:
+            return request
         with trio.move_on_after(self.settings.idle_timeout) as waiting:
             if not answered:
                 return await _next_request(reader, channel)
@@ -431,6 +435,16 @@ class EdgeNode:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.dropped += 1  # said at the end: `edge serve` never claims every event was written
+
+
+def _request_at_hand(reader: http.RequestReader, channel: TlsChannel) -> http.Request | None:
+    """The next request if it is parsed or decrypted already; None also at the end."""
+    while (request := reader.next_request()) is None and not reader.ended:
+        data = channel.receive_nowait()
+        if data is None:
+            return None
+        reader.receive(data)
+    return request
 
 
 async def _next_request(reader: http.RequestReader, channel: TlsChannel) -> http.Request | None:
