@@ -15,10 +15,12 @@ from edge.deployment import Deployment
 from edge.events import TlsOutcome
 from edge.net import Accepted, TcpListener
 from edge.node.identity import EdgeIdentity
+from edge.node.origin import Origin
 from edge.node.policy import HostModePolicy, Mode
 from edge.pki import profiles
 from edge.pki.issuer import Authority
 from edge.pki.profiles import Profile
+from edge.tls import TlsChannel
 from edge_world import BLOCK_HOST, START, EdgeWorld
 
 
@@ -69,7 +71,8 @@ async def test_collector_writes_one_json_line_per_event(nursery, autojump_clock)
     assert lines[1]["verdict"]["reason"] == "NO_CERT" and lines[1]["outcome"] == "ok"
 
 
-async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
+async def _tcp_node(nursery):
+    """A deployment whose node blocks unverified clients of BLOCK_HOST on a loopback port."""
     identity = EdgeIdentity(names=("example.com", "*.example.com"))
     deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=identity)
     await deployment.start_in(nursery)
@@ -79,12 +82,18 @@ async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
     ca = await plane.submit(c.UploadCaCertificate(account.id, tenant().certificate_pem))
     await plane.submit(c.PutHostnameAssociations(zone.id, [BLOCK_HOST], ca.id))
     node = await deployment.add_node(
-        "tcp-node", policy=HostModePolicy({BLOCK_HOST: Mode.BLOCK})
+        "tcp-node", policy=HostModePolicy({BLOCK_HOST: Mode.BLOCK}), origin=Origin(record=True)
     )
     await deployment.settle()
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
     await nursery.start(node.serve, TcpListener.adopting(listener))
+    return deployment, node, port
+
+
+async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
+    deployment, _, port = await _tcp_node(nursery)
+    identity = deployment.identity
     streams = []
 
     async def connect_tcp() -> Accepted:
@@ -104,4 +113,23 @@ async def test_the_node_serves_real_loopback_tcp_with_the_same_code(nursery):
     counted = deployment.collector.totals
     assert counted.count("connections", node="tcp-node") == 2
     assert counted.count("requests", decision="block", reason="UNKNOWN_CA") == 1
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_large_body_crosses_tcp_whole(nursery):
+    """Many reads in a row without a wait (and the checkpoints among them) lose nothing."""
+    deployment, node, port = await _tcp_node(nursery)
+    credential = profiles.issue(Profile.VALID, tenant(), now=deployment.now())
+    context = client_context(deployment.identity.configure_trust, credential)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    channel = TlsChannel.wrap(stream, context, server_side=False, server_hostname=BLOCK_HOST)
+    await channel.handshake()
+    body = bytes(range(256)) * 3600  # 900 KiB, under the node's 1 MiB limit
+    await channel.send_all(b"POST /upload HTTP/1.1\r\nHost: " + BLOCK_HOST.encode()
+                           + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    answer = await channel.receive_some()
+    await channel.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    (received,) = node.origin.received
+    assert received.body == body
     nursery.cancel_scope.cancel()

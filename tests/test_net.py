@@ -149,3 +149,16 @@ async def test_closing_a_tls_channel_over_the_pipe_takes_no_pass_and_survives_ca
     assert await other.receive_some() == b""  # no handshake yet: nothing to notify, but closed
     with pytest.raises(trio.ClosedResourceError):
         one.send_nowait(b"x")
+
+
+async def test_tcp_stream_sends_more_than_the_kernel_holds_at_once():
+    listener, server, client = await _tcp_pair()
+    await listener.aclose()
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB: the sender must wait for the reader
+    received = bytearray()
+    async with server, client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.send_all, data)
+            while len(received) < len(data):
+                received += await client.receive_some(65536)
+    assert received == data
