@@ -239,35 +239,30 @@ class TcpStream(trio.abc.Stream):
             self._eager = 0
             await trio.lowlevel.checkpoint()
 
+    async def _call(self, operation, wait, argument):
+        """`operation(argument)` on the socket, waiting (`wait`) only while it would block."""
+        while True:
+            try:
+                return operation(argument)
+            except BlockingIOError:
+                self._eager = 0
+                await wait(self.socket)
+            except OSError as exc:
+                raise _broken(exc) from exc
+
     async def send_all(self, data) -> None:
         view = memoryview(data)
         while view:
-            try:
-                sent = self.socket.send(view)
-            except BlockingIOError:
-                self._eager = 0
-                await trio.lowlevel.wait_writable(self.socket)
-                continue
-            except OSError as exc:
-                raise _broken(exc) from exc
-            view = view[sent:]
+            view = view[await self._call(self.socket.send, trio.lowlevel.wait_writable, view):]
         await self._pace()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self.socket)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            try:
-                data = self.socket.recv(max_bytes or 65536)
-            except BlockingIOError:
-                self._eager = 0
-                await trio.lowlevel.wait_readable(self.socket)
-                continue
-            except OSError as exc:
-                raise _broken(exc) from exc
-            await self._pace()
-            return data
+        data = await self._call(self.socket.recv, trio.lowlevel.wait_readable, max_bytes or 65536)
+        await self._pace()
+        return data
 
     def close_nowait(self) -> None:
         """`aclose` without the checkpoint: closing a socket never waits."""

@@ -14,6 +14,7 @@ from edge.events import ConnectionEvent, RequestEvent
 from edge.node.identity import EdgeIdentity
 from edge.node.policy import HostModePolicy, Mode
 from edge.pki.issuer import Authority
+from edge.tls import TlsChannel
 
 START = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 BLOCK_HOST = "block.example.com"
@@ -80,6 +81,14 @@ class EdgeWorld:
                                  **context_options)
         network = self.deployment.network
         return await visit(lambda: network.connect(node), context, sni=sni, host=host, paths=paths)
+
+    async def open_channel(self, credential, *, sni: str, node: str = "n1") -> tuple[TlsChannel, str]:
+        """A client's TLS channel to `node` with the handshake done, and its connection id."""
+        context = client_context(self.deployment.identity.configure_trust, credential)
+        accepted = self.deployment.network.connect(node)
+        channel = TlsChannel.wrap(accepted.stream, context, server_side=False, server_hostname=sni)
+        await channel.handshake()
+        return channel, accepted.conn_id
 
     async def drain(self) -> None:
         """Give the nodes and the collector time to account for finished connections."""

@@ -9,13 +9,11 @@ import re
 import pytest
 import trio
 
-from edge.clients import client_context
 from edge.events import Decision, TlsOutcome
 from edge.node.origin import Origin
 from edge.pki import profiles
 from edge.pki.issuer import Authority
 from edge.pki.profiles import Profile
-from edge.tls import TlsChannel
 from edge_world import BLOCK_HOST, START, EdgeWorld
 
 HOST = f"Host: {BLOCK_HOST}\r\n".encode()
@@ -30,11 +28,7 @@ def tenant() -> Authority:
 async def _exchange(world: EdgeWorld, data: bytes) -> tuple[str, bytes]:
     """Send `data` on a verified connection and read everything until the edge closes it."""
     credential = profiles.issue(Profile.VALID, tenant(), now=START)
-    context = client_context(world.deployment.identity.configure_trust, credential)
-    accepted = world.deployment.network.connect("n1")
-    channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                              server_hostname=BLOCK_HOST)
-    await channel.handshake()
+    channel, conn_id = await world.open_channel(credential, sni=BLOCK_HOST)
     await channel.send_all(data)
     answer = b""
     with trio.fail_after(120):  # virtual: past the node's idle timeout
@@ -42,7 +36,7 @@ async def _exchange(world: EdgeWorld, data: bytes) -> tuple[str, bytes]:
             answer += chunk
     await channel.aclose()
     await world.drain()
-    return accepted.conn_id, answer
+    return conn_id, answer
 
 
 async def _world(nursery) -> EdgeWorld:

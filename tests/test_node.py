@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.clients import client_context, request
+from edge.clients import request
 from edge.control import commands as c
 from edge.control.plane import Link
 from edge.events import Decision, TlsOutcome
@@ -23,7 +23,6 @@ from edge.node.reasons import Reason
 from edge.pki import profiles
 from edge.pki.issuer import Authority, Credential
 from edge.pki.profiles import EXPECTED_REASON, EXPECTED_VERIFY_CODE, Profile
-from edge.tls import TlsChannel
 from edge_world import BLOCK_HOST, LOG_HOST, START, EdgeWorld
 
 DAY = 86400.0
@@ -190,11 +189,7 @@ async def test_connection_in_flight_keeps_its_snapshot_while_new_ones_switch(
     world = await EdgeWorld.start(nursery, tenant_ca())
     node = world.deployment.nodes["n1"]
     credential = profiles.issue(Profile.OTHER_CA, tenant_ca(), now=START)
-    context = client_context(world.deployment.identity.configure_trust, credential)
-    accepted = world.deployment.network.connect("n1")
-    channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                              server_hostname=BLOCK_HOST)
-    await channel.handshake()
+    channel, conn_id = await world.open_channel(credential, sni=BLOCK_HOST)
     reader = ResponseReader()
     before = node.snapshot.version
     assert await request(channel, reader, BLOCK_HOST, "/1") == 403
@@ -214,7 +209,7 @@ async def test_connection_in_flight_keeps_its_snapshot_while_new_ones_switch(
     fresh = await world.visit(credential, sni=BLOCK_HOST)
     await world.drain()
     assert fresh.statuses == (200,)
-    old_requests = world.collector.requests(accepted.conn_id)
+    old_requests = world.collector.requests(conn_id)
     assert [e.snapshot_version for e in old_requests] == [before, before]
     assert world.collector.connection(fresh.conn_id).snapshot_version == node.snapshot.version
 

@@ -97,18 +97,14 @@ async def test_oversized_request_gets_431_and_closes_the_connection(nursery, aut
     credential = profiles.issue(Profile.VALID, tenant(), now=START)
 
     async def oversized(world: EdgeWorld) -> str:
-        context = client_context(world.deployment.identity.configure_trust, credential)
-        accepted = world.deployment.network.connect("n1")
-        channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                                  server_hostname=BLOCK_HOST)
-        await channel.handshake()
+        channel, conn_id = await world.open_channel(credential, sni=BLOCK_HOST)
         await channel.send_all(b"GET / HTTP/1.1\r\nHost: block.example.com\r\nX-Big: "
                                + b"a" * 64 * 1024 + b"\r\n\r\n")
         answer = b""
         while chunk := await channel.receive_some():
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 431 ")
-        return accepted.conn_id
+        return conn_id
 
     conn_id, _ = await _run_beside_a_good_client(world, oversized)
     event = world.collector.connection(conn_id)
@@ -179,10 +175,7 @@ async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_c
     world = await EdgeWorld.start(nursery, tenant())
     node = world.deployment.nodes["n1"]
     credential = profiles.issue(Profile.VALID, tenant(), now=START)
-    context = client_context(world.deployment.identity.configure_trust, credential)
-    kept = world.deployment.network.connect("n1")
-    channel = TlsChannel.wrap(kept.stream, context, server_side=False, server_hostname=LOG_HOST)
-    await channel.handshake()
+    channel, kept = await world.open_channel(credential, sni=LOG_HOST)
     await channel.send_all(b"GET / HTTP/1.1\r\nHost: " + LOG_HOST.encode() + b"\r\n\r\n")
     assert (await channel.receive_some()).startswith(b"HTTP/1.1 200")
     silent = world.deployment.network.connect("n1")
@@ -192,9 +185,9 @@ async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_c
     with pytest.raises(ConnectionRefused):
         world.deployment.network.connect("n1")
     assert await channel.receive_some() == b""  # the edge closed the idle connection
-    kept_event = world.collector.connection(kept.conn_id)
+    kept_event = world.collector.connection(kept)
     assert (kept_event.outcome, kept_event.requests, kept_event.error) == (TlsOutcome.OK, 1, "")
-    assert len(world.collector.requests(kept.conn_id)) == 1
+    assert len(world.collector.requests(kept)) == 1
     await trio.sleep(node.settings.stop_grace + 1)
     silent_event = world.collector.connection(silent.conn_id)
     assert (silent_event.outcome, silent_event.requests) == (TlsOutcome.STOPPED, 0)
