@@ -62,31 +62,65 @@ class Response:
 
 
 class _Reader:
-    """What both directions share: llhttp's callbacks collecting one message at a time."""
+    """What both directions share: llhttp's callbacks collecting one message at a time, and a
+    bound on what httptools buffers (a head's fields, a chunked body's trailer fields)."""
 
-    def __init__(self, parser_type, max_body: int) -> None:
+    def __init__(self, parser_type, *, max_head: int, max_body: int) -> None:
         self._parser = parser_type(self)
+        self._max_head = max_head
         self._max_body = max_body
         self._messages: list = []
+        self._error: Exception | None = None  # raised once the messages before it are taken
         self._headers: list[tuple[str, str]] = []
         self._body = bytearray()
         self._in_message = False
+        self._in_body = False  # the head is complete: header fields now are trailers (dropped)
         self._ended = False  # no more messages will come: closed, or the last one said so
+        # Buffered phases (a head; the trailer section after a chunk header) by serial number,
+        # and the bytes counted in the current one (see `_feed`).
+        self._buffering = False
+        self._phase = 0
+        self._buffered = 0
+
+    def _buffer_phase(self, on: bool) -> None:
+        self._buffering = on
+        self._phase += 1
+        self._buffered = 0
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._in_body = False
         self._headers = []
         self._body = bytearray()
+        self._buffer_phase(True)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        if not self._in_body:
+            self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._in_body = True
+        self._buffer_phase(False)
+
+    def on_chunk_header(self) -> None:
+        self._buffer_phase(True)  # the last chunk's trailer fields follow its header
+
+    def on_chunk_complete(self) -> None:
+        self._buffer_phase(False)
 
     def on_body(self, body: bytes) -> None:
+        if self._buffering:
+            self._buffer_phase(False)
         self._body += body
         if len(self._body) > self._max_body:
-            raise BadRequest(413, "request body too large")
+            raise BadRequest(413, "body too large")
 
     def _feed(self, data: bytes) -> None:
+        """Parse `data`. A read that starts and ends within one buffered phase is all of that
+        phase, so it is counted whole: what httptools holds stays under `max_head` plus one
+        read, with no miscount of a pipelined neighbour (where in a read a message begins,
+        llhttp does not say). A complete head is measured exactly as well."""
+        phase, buffering = self._phase, self._buffering
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -99,15 +133,25 @@ class _Reader:
             if not self._ended:
                 raise
             # llhttp refuses bytes after a message that ended the connection; they are not read
+        if buffering and self._buffering and self._phase == phase:
+            self._buffered += len(data)
+            if self._buffered > self._max_head:
+                raise BadRequest(431, "header or trailer section too large")
 
     def _complete(self, message) -> None:
         self._in_message = False
+        self._buffer_phase(False)
         self._messages.append(message)
         if not message.keep_alive:
             self._ended = True
 
     def _next(self):
-        return self._messages.pop(0) if self._messages else None
+        if self._messages:
+            return self._messages.pop(0)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return None
 
     @property
     def ended(self) -> bool:
@@ -116,58 +160,58 @@ class _Reader:
 
 
 class RequestReader(_Reader):
-    """The requests a client sends on one connection, in order.
+    """The requests a client sends on one connection, in order; what makes one unanswerable
+    (`BadRequest`) is raised by `next_request` once every request before it is taken, so a
+    pipelined good request is still answered.
 
-    `max_head` bounds the request line and headers. While a head is incomplete, every byte of
-    each read it spans is counted (llhttp does not say where in a read a message began), so a
-    pipelined head is refused at most one read early; a complete head is measured exactly.
+    `max_head` bounds the request line and headers (and a chunked body's trailer section,
+    which is parsed but not kept), `max_body` the body.
     """
 
     def __init__(self, *, max_head: int, max_body: int) -> None:
-        super().__init__(httptools.HttpRequestParser, max_body)
-        self._max_head = max_head
+        super().__init__(httptools.HttpRequestParser, max_head=max_head, max_body=max_body)
         self._target = bytearray()
-        self._head_size = 0
-        self._in_head = False
 
     def receive(self, data: bytes) -> None:
-        """Take what the client sent; b"" when it closed. Raises BadRequest."""
+        """Take what the client sent; b"" when it closed."""
         if self._ended:
-            return  # a request ended the connection: nothing after it is read
-        if not data:
-            self._ended = True
-            if self._in_message:
-                raise BadRequest(400, "the client closed the connection mid-request")
-            return
+            return  # a request ended the connection (or was bad): nothing after it is read
         try:
-            self._feed(data)
-        except httptools.HttpParserError as exc:
-            raise BadRequest(400, str(exc) or type(exc).__name__) from None
-        if self._in_head:
-            self._head_size += len(data)
-            if self._head_size > self._max_head:
-                raise BadRequest(431, "request head too large")
+            if not data:
+                self._ended = True
+                if self._in_message:
+                    raise BadRequest(400, "the client closed the connection mid-request")
+                return
+            try:
+                self._feed(data)
+            except httptools.HttpParserError as exc:
+                raise BadRequest(400, str(exc) or type(exc).__name__) from None
+        except BadRequest as exc:
+            self._error, self._ended = exc, True
 
     def next_request(self) -> Request | None:
+        """The next request, None if none is complete yet; raises BadRequest when the client's
+        next bytes are not one."""
         return self._next()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._target = bytearray()
-        self._head_size = 0
-        self._in_head = True
 
     def on_url(self, piece: bytes) -> None:
         self._target += piece
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        super().on_headers_complete()
         size = len(self._target) + sum(len(k) + len(v) + 4 for k, v in self._headers)
         if size > self._max_head:
             raise BadRequest(431, "request head too large")
+        version = self._parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            raise BadRequest(505, f"HTTP/{version} is not served here")
         hosts = sum(1 for name, _ in self._headers if name == "host")
-        if self._parser.get_http_version() == "1.1" and hosts != 1:
-            raise BadRequest(400, "an HTTP/1.1 request needs exactly one Host header")
+        if hosts > 1 or (version == "1.1" and hosts == 0):
+            raise BadRequest(400, "a request needs one Host header (HTTP/1.1), never two")
         length = next((v for k, v in self._headers if k == "content-length"), "")
         if length.isdigit() and int(length) > self._max_body:
             raise BadRequest(413, "request body too large")
@@ -179,7 +223,10 @@ class RequestReader(_Reader):
             target=self._target.decode("latin-1"),
             headers=tuple(self._headers),
             body=bytes(self._body),
-            keep_alive=parser.should_keep_alive() and not parser.should_upgrade(),
+            # HTTP/1.0 closes after each answer (as the edge never says `keep-alive`), and
+            # the edge switches to no other protocol
+            keep_alive=(parser.get_http_version() == "1.1" and parser.should_keep_alive()
+                        and not parser.should_upgrade()),
         ))
 
 
@@ -187,8 +234,8 @@ class ResponseReader(_Reader):
     """The responses on a client's connection, in order (never to HEAD requests: the
     simulated clients send GETs)."""
 
-    def __init__(self, *, max_body: int = 16 * 1024 * 1024) -> None:
-        super().__init__(httptools.HttpResponseParser, max_body)
+    def __init__(self, *, max_head: int = 64 * 1024, max_body: int = 16 * 1024 * 1024) -> None:
+        super().__init__(httptools.HttpResponseParser, max_head=max_head, max_body=max_body)
 
     def receive(self, data: bytes) -> None:
         """Take what the server sent; b"" when it closed. Raises BadResponse."""

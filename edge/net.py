@@ -194,7 +194,9 @@ class TcpListener:
     async def accept(self) -> Accepted:
         """The next connection. One that died before it was taken is skipped, and running out
         of file descriptors or memory waits and tries again (as trio's own `serve_listeners`
-        does): no client can end the accept loop."""
+        does): no client can end the accept loop. Cancellation lands only before a connection
+        is taken, never after (it would be left open and unaccounted for)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 sock, peer = self.socket.accept()
@@ -209,7 +211,7 @@ class TcpListener:
                     raise
                 await trio.lowlevel.checkpoint()
                 continue
-            await trio.lowlevel.checkpoint()  # a flood of connections still lets others run
+            await trio.lowlevel.cancel_shielded_checkpoint()  # a flood still lets others run
             return Accepted(TcpStream(sock), f"tcp:{peer[0]}:{peer[1]}")
 
     async def aclose(self) -> None:
@@ -223,13 +225,17 @@ class TcpStream(trio.abc.Stream):
     completes at once returns at once. trio's takes a scheduler pass on every call, and with
     five calls per connection that was about a tenth of the edge's CPU per handshake (measured
     for issue 6). So that a client keeping the socket full cannot hold the event loop, and
-    cancellation still reaches the task, every EAGER_LIMIT-th call in a row without a wait is
-    a checkpoint.
+    cancellation still reaches the task, every EAGER_LIMIT-th call in a row without a wait
+    starts with a checkpoint: before any byte moves, so a cancelled call has sent or taken
+    nothing.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # flights go out whole
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # flights go out whole
+        except OSError:
+            pass  # a connection already reset: its first call says so
         self.socket = sock
         self._eager = 0
 
@@ -251,18 +257,17 @@ class TcpStream(trio.abc.Stream):
                 raise _broken(exc) from exc
 
     async def send_all(self, data) -> None:
+        await self._pace()
         view = memoryview(data)
         while view:
             view = view[await self._call(self.socket.send, trio.lowlevel.wait_writable, view):]
-        await self._pace()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self.socket)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self._call(self.socket.recv, trio.lowlevel.wait_readable, max_bytes or 65536)
         await self._pace()
-        return data
+        return await self._call(self.socket.recv, trio.lowlevel.wait_readable, max_bytes or 65536)
 
     def close_nowait(self) -> None:
         """`aclose` without the checkpoint: closing a socket never waits."""

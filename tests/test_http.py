@@ -20,6 +20,16 @@ def _reader(**limits) -> http.RequestReader:
     return http.RequestReader(**{"max_head": 1024, "max_body": 1024, **limits})
 
 
+def _refusal(reader: http.RequestReader, *reads: bytes) -> int:
+    """Feed `reads`; the status of the refusal `next_request` raises once the good ones are
+    taken."""
+    for data in reads:
+        reader.receive(data)
+    with pytest.raises(http.BadRequest) as refused:
+        _drain(reader)
+    return refused.value.status
+
+
 def _drain(reader: http.RequestReader) -> list[http.Request]:
     requests = []
     while (request := reader.next_request()) is not None:
@@ -42,39 +52,78 @@ def test_requests_do_not_depend_on_how_the_bytes_were_split(cuts):
 
 
 def test_the_head_limit_counts_a_head_spread_over_reads():
-    reader = _reader(max_head=100)
-    reader.receive(b"GET / HTTP/1.1\r\nHost: h\r\n")
+    reads = [b"GET / HTTP/1.1\r\nHost: h\r\n"] + [b"X-Pad: " + b"a" * 20 + b"\r\n"] * 10
+    assert _refusal(_reader(max_head=100), *reads) == 431
+
+
+def test_one_header_growing_over_many_reads_is_refused_before_it_ends():
+    reads = [b"GET / HTTP/1.1\r\nHost: h\r\nX-Long: "] + [b"a" * 50] * 10
+    assert _refusal(_reader(max_head=200), *reads) == 431
+
+
+def test_a_trailer_section_is_bounded_like_a_head_and_not_kept():
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    assert _refusal(_reader(max_head=200), head, b"X-T: ", *[b"b" * 50] * 10) == 431
+    reader = _reader()
+    reader.receive(head + b"Host: evil\r\nX-T: 1\r\n\r\n")
+    (request,) = _drain(reader)
+    assert request.body == b"a" and [k for k, _ in request.headers] == ["host", "transfer-encoding"]
+
+
+def test_a_pipelined_head_is_never_counted_with_its_neighbour():
+    """A large request and the start of the next in one read: the second is not refused."""
+    reader = _reader(max_head=100, max_body=10_000)
+    reader.receive(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+                   + b"GET /next HTTP/1.1\r\n")
+    reader.receive(b"Host: h\r\n\r\n")
+    assert [r.target for r in _drain(reader)] == ["/", "/next"]
+
+
+def test_a_good_request_before_a_bad_one_is_still_answered():
+    reader = _reader()
+    reader.receive(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+    assert reader.next_request().target == "/a"
     with pytest.raises(http.BadRequest) as refused:
-        for _ in range(10):
-            reader.receive(b"X-Pad: " + b"a" * 20 + b"\r\n")
-    assert refused.value.status == 431
+        reader.next_request()
+    assert refused.value.status == 400 and reader.ended
+
+
+@pytest.mark.parametrize(
+    "head, status",
+    [
+        (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ],
+)
+def test_host_and_version_rules(head, status):
+    assert _refusal(_reader(), head) == status
+
+
+def test_http_1_0_never_keeps_the_connection():
+    reader = _reader()
+    reader.receive(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    (request,) = _drain(reader)
+    assert not request.keep_alive and reader.ended
 
 
 def test_a_complete_head_over_the_limit_in_one_read_is_refused():
-    with pytest.raises(http.BadRequest) as refused:
-        _reader(max_head=100).receive(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 200 + b"\r\n\r\n")
-    assert refused.value.status == 431
+    head = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 200 + b"\r\n\r\n"
+    assert _refusal(_reader(max_head=100), head) == 431
 
 
 def test_a_declared_body_over_the_limit_is_refused_before_it_arrives():
-    with pytest.raises(http.BadRequest) as refused:
-        _reader(max_body=10).receive(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n")
-    assert refused.value.status == 413
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"
+    assert _refusal(_reader(max_body=10), head) == 413
 
 
 def test_a_chunked_body_over_the_limit_is_refused():
-    reader = _reader(max_body=10)
-    reader.receive(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
-    with pytest.raises(http.BadRequest) as refused:
-        reader.receive(b"b\r\n" + b"x" * 11 + b"\r\n0\r\n\r\n")
-    assert refused.value.status == 413
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert _refusal(_reader(max_body=10), head, b"b\r\n" + b"x" * 11 + b"\r\n0\r\n\r\n") == 413
 
 
 def test_a_close_mid_request_is_a_bad_request_and_between_requests_the_end():
-    reader = _reader()
-    reader.receive(b"GET / HTTP/1.1\r\nHo")
-    with pytest.raises(http.BadRequest):
-        reader.receive(b"")
+    assert _refusal(_reader(), b"GET / HTTP/1.1\r\nHo", b"") == 400
     idle = _reader()
     idle.receive(b"")
     assert idle.ended and idle.next_request() is None

@@ -152,3 +152,21 @@ async def test_head_gets_the_headers_without_a_body(nursery, autojump_clock):
     assert _statuses(head) == [200] and b"content-length: 3" in head.lower()
     assert _statuses(rest) == [200] and rest.endswith(b"\r\n\r\nok\n")
     assert [e.method for e in world.collector.requests(conn_id)] == ["HEAD", "GET"]
+
+
+async def test_a_good_request_pipelined_before_a_bad_one_is_answered_first(nursery, autojump_clock):
+    world = await _world(nursery)
+    conn_id, answer = await _exchange(
+        world, b"GET /a HTTP/1.1\r\n" + HOST + b"\r\nGET /b HTTP/1.1\r\n\r\n"
+    )
+    assert _statuses(answer) == [200, 400]
+    assert [r.target for r in world.deployment.nodes["n1"].origin.received] == ["/a"]
+    assert [e.decision for e in world.collector.requests(conn_id)] == [
+        Decision.ALLOW, Decision.BAD_REQUEST
+    ]
+
+
+async def test_http_1_0_asking_to_keep_alive_is_told_the_connection_closes(nursery, autojump_clock):
+    world = await _world(nursery)
+    _, answer = await _exchange(world, b"GET / HTTP/1.0\r\n" + HOST + b"Connection: keep-alive\r\n\r\n")
+    assert _statuses(answer) == [200] and b"\r\nconnection: close\r\n" in answer

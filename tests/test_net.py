@@ -162,3 +162,34 @@ async def test_tcp_stream_sends_more_than_the_kernel_holds_at_once():
             while len(received) < len(data):
                 received += await client.receive_some(65536)
     assert received == data
+
+
+async def test_a_cancelled_tcp_call_moves_no_bytes():
+    listener, server, client = await _tcp_pair()
+    await listener.aclose()
+    async with server, client:
+        await client.send_all(b"x" * EAGER_LIMIT)
+        await trio.sleep(0.05)
+        for _ in range(EAGER_LIMIT - 1):
+            assert await server.receive_some(1) == b"x"
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await server.receive_some(1)  # the limit: its checkpoint comes first
+        assert scope.cancelled_caught
+        assert await server.receive_some() == b"x"  # still there
+
+
+async def test_a_cancelled_accept_leaves_the_connection_for_the_next():
+    listener = TcpListener(socket.create_server(("127.0.0.1", 0)))
+    client = await trio.open_tcp_stream(*listener.socket.getsockname()[:2])
+    async with client:
+        await trio.sleep(0.05)  # in the backlog
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await listener.accept()
+        assert scope.cancelled_caught
+        accepted = await listener.accept()
+        await client.send_all(b"hi")
+        assert await accepted.stream.receive_some() == b"hi"
+        await accepted.stream.aclose()
+    await listener.aclose()
