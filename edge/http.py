@@ -18,6 +18,7 @@ import attrs
 import httptools
 
 Headers = tuple[tuple[str, str], ...]  # names in lower case, values as sent (latin-1)
+HEAD_SLACK = 1024  # bytes of a head the exact measure leaves out: request line, ends of lines
 
 _REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -77,17 +78,26 @@ class _Reader:
         self._in_body = False  # the head is complete: header fields now are trailers (dropped)
         self._ended = False  # no more messages will come: closed, or the last one said so
         # Buffered phases (a head; the trailer section after a chunk header) by serial number,
-        # and the bytes counted in the current one (see `_feed`).
+        # and the bytes counted in the current one; and the same for the stretches between
+        # message boundaries, which bound what llhttp skips uncounted (chunk-size lines and
+        # their extensions, blank lines between requests). See `_feed`.
         self._buffering = False
         self._phase = 0
         self._buffered = 0
+        self._boundary = 0
+        self._unbounded = 0
 
     def _buffer_phase(self, on: bool) -> None:
         self._buffering = on
         self._phase += 1
         self._buffered = 0
 
+    def _cross_boundary(self) -> None:
+        self._boundary += 1
+        self._unbounded = 0
+
     def on_message_begin(self) -> None:
+        self._cross_boundary()
         self._in_message = True
         self._in_body = False
         self._headers = []
@@ -119,8 +129,10 @@ class _Reader:
         """Parse `data`. A read that starts and ends within one buffered phase is all of that
         phase, so it is counted whole: what httptools holds stays under `max_head` plus one
         read, with no miscount of a pipelined neighbour (where in a read a message begins,
-        llhttp does not say). A complete head is measured exactly as well."""
-        phase, buffering = self._phase, self._buffering
+        llhttp does not say); the check is a memory guard with HEAD_SLACK for the request line
+        and line ends, and a complete head is measured exactly as well. Reads within one message
+        (or between two) are bounded the same way, by what a message may hold."""
+        phase, buffering, boundary = self._phase, self._buffering, self._boundary
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -135,10 +147,17 @@ class _Reader:
             # llhttp refuses bytes after a message that ended the connection; they are not read
         if buffering and self._buffering and self._phase == phase:
             self._buffered += len(data)
-            if self._buffered > self._max_head:
+            if self._buffered > self._max_head + HEAD_SLACK:
                 raise BadRequest(431, "header or trailer section too large")
+        if self._boundary == boundary:
+            self._unbounded += len(data)
+            if self._in_message and self._unbounded > 2 * (self._max_head + self._max_body):
+                raise BadRequest(413, "request framing too large")
+            if not self._in_message and self._unbounded > self._max_head:
+                raise BadRequest(400, "too many bytes between requests")
 
     def _complete(self, message) -> None:
+        self._cross_boundary()
         self._in_message = False
         self._buffer_phase(False)
         self._messages.append(message)
@@ -215,6 +234,10 @@ class RequestReader(_Reader):
         length = next((v for k, v in self._headers if k == "content-length"), "")
         if length.isdigit() and int(length) > self._max_body:
             raise BadRequest(413, "request body too large")
+        chunked = any(k == "transfer-encoding" for k, _ in self._headers)
+        if self._parser.should_upgrade() and (chunked or length.strip("0")):
+            # llhttp reads no body after an Upgrade or CONNECT: it would vanish unanswered
+            raise BadRequest(400, "an Upgrade or CONNECT request cannot carry a body here")
 
     def on_message_complete(self) -> None:
         parser = self._parser

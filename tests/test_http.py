@@ -52,18 +52,18 @@ def test_requests_do_not_depend_on_how_the_bytes_were_split(cuts):
 
 
 def test_the_head_limit_counts_a_head_spread_over_reads():
-    reads = [b"GET / HTTP/1.1\r\nHost: h\r\n"] + [b"X-Pad: " + b"a" * 20 + b"\r\n"] * 10
+    reads = [b"GET / HTTP/1.1\r\nHost: h\r\n"] + [b"X-Pad: " + b"a" * 20 + b"\r\n"] * 50
     assert _refusal(_reader(max_head=100), *reads) == 431
 
 
 def test_one_header_growing_over_many_reads_is_refused_before_it_ends():
-    reads = [b"GET / HTTP/1.1\r\nHost: h\r\nX-Long: "] + [b"a" * 50] * 10
+    reads = [b"GET / HTTP/1.1\r\nHost: h\r\nX-Long: "] + [b"a" * 50] * 30
     assert _refusal(_reader(max_head=200), *reads) == 431
 
 
 def test_a_trailer_section_is_bounded_like_a_head_and_not_kept():
     head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
-    assert _refusal(_reader(max_head=200), head, b"X-T: ", *[b"b" * 50] * 10) == 431
+    assert _refusal(_reader(max_head=200), head, b"X-T: ", *[b"b" * 50] * 30) == 431
     reader = _reader()
     reader.receive(head + b"Host: evil\r\nX-T: 1\r\n\r\n")
     (request,) = _drain(reader)
@@ -179,3 +179,27 @@ def test_a_request_the_simulator_sends_parses_back_the_same():
     assert (request.method, request.target, request.headers) == (
         "GET", "/x?y=%20", (("host", "h"), ("x-a", "b c"))
     )
+
+
+def test_a_head_at_the_limit_passes_however_it_is_split():
+    head = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 1000 + b"\r\n\r\n"
+    exact = len(b"/") + len(b"hosth") + 4 + len(b"X") + 1000 + 4
+    for split in (1, 20, len(head) - 1):
+        reader = _reader(max_head=exact)
+        reader.receive(head[:split])
+        reader.receive(head[split:])
+        assert len(_drain(reader)) == 1
+
+
+@pytest.mark.parametrize(
+    "reads, status",
+    [
+        pytest.param([b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;e="]
+                     + [b"a" * 1000] * 10, 413, id="endless-chunk-extension"),
+        pytest.param([b"\r\n" * 500] * 3, 400, id="blank-lines-before-a-request"),
+        pytest.param([b"POST / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                      b"Content-Length: 5\r\n\r\nhello"], 400, id="upgrade-with-a-body"),
+    ],
+)
+def test_what_llhttp_skips_is_bounded_too(reads, status):
+    assert _refusal(_reader(max_head=1000, max_body=1000), *reads) == status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ssl
 
 import pytest
 
@@ -192,3 +193,21 @@ async def test_a_stopping_node_accounts_for_every_connection(nursery, autojump_c
     silent_event = world.collector.connection(silent.conn_id)
     assert (silent_event.outcome, silent_event.requests) == (TlsOutcome.STOPPED, 0)
     assert "stopped" in silent_event.error
+
+
+async def test_a_corrupt_record_after_the_handshake_is_the_clients_error(nursery, autojump_clock):
+    world = await EdgeWorld.start(nursery, tenant())
+    credential = profiles.issue(Profile.VALID, tenant(), now=START)
+
+    async def corrupt(world: EdgeWorld) -> str:
+        channel, conn_id = await world.open_channel(credential, sni=BLOCK_HOST)
+        await channel.stream.send_all(b"\x17\x03\x03\x00\x20" + bytes(32))  # application data
+        with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):  # the edge's alert
+            await channel.receive_some()
+        await channel.aclose()
+        return conn_id
+
+    conn_id, _ = await _run_beside_a_good_client(world, corrupt)
+    event = world.collector.connection(conn_id)
+    assert event.outcome is TlsOutcome.OK and event.requests == 0
+    assert event.error.startswith("TLS error after the handshake: ")

@@ -326,6 +326,9 @@ class EdgeNode:
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the client left mid-response: its requests still count
+            except ssl.SSLError as exc:  # a record that does not decrypt: the client's doing
+                state.error = f"TLS error after the handshake: {exc.reason or exc}"
+                return
             if close:
                 return
 
