@@ -86,6 +86,18 @@ class PipeStream(trio.abc.Stream):
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
 
+    def receive_nowait(self, max_bytes: int | None = None) -> bytes | None:
+        """`receive_some` without the checkpoint, for bytes already here (b"" at the end);
+        None when there are none yet."""
+        if self._closed:
+            raise trio.ClosedResourceError("this end is closed")
+        if not (self._in.buffer or self._in.eof):
+            return None
+        size = len(self._in.buffer) if max_bytes is None else max_bytes
+        data = bytes(self._in.buffer[:size])
+        del self._in.buffer[:size]
+        return data
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._closed:
             raise trio.ClosedResourceError("this end is closed")
@@ -93,10 +105,7 @@ class PipeStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
         else:
             await self._in.wait()  # woken only once bytes or the end arrived
-        size = len(self._in.buffer) if max_bytes is None else max_bytes
-        data = bytes(self._in.buffer[:size])
-        del self._in.buffer[:size]
-        return data
+        return self.receive_nowait(max_bytes)
 
     def close_nowait(self) -> None:
         """`aclose` without the checkpoint: closing a pipe never waits."""

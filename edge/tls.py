@@ -7,8 +7,9 @@ validation at simulated time). Used by edge nodes and simulated clients alike.
 
 Not a `trio.abc.Stream`, and not a checkpoint on every call: `receive_some` returns bytes
 OpenSSL already decrypted without awaiting anything, and over a stream that takes bytes at once
-(`send_nowait`, the in-memory pipe) sending is not a checkpoint either, nor is closing a stream
-that closes at once (`close_nowait`). Every loop over a
+(`send_nowait`, the in-memory pipe) sending is not a checkpoint either, nor are reading bytes
+the stream already holds (`receive_nowait`) and closing a stream that closes at once
+(`close_nowait`). Every loop over a
 channel waits on a receive of the stream when it has nothing left to read, and that wait is
 where it yields and where cancellation reaches it.
 """
@@ -35,6 +36,7 @@ class TlsChannel:
         self._incoming = incoming
         self._outgoing = outgoing
         self._send_nowait = getattr(stream, "send_nowait", None)
+        self._receive_nowait = getattr(stream, "receive_nowait", None)
 
     @classmethod
     def wrap(
@@ -61,7 +63,9 @@ class TlsChannel:
             await self.stream.send_all(data)
 
     async def _fill(self) -> None:
-        data = await self.stream.receive_some(RECEIVE_SIZE)
+        data = self._receive_nowait(RECEIVE_SIZE) if self._receive_nowait is not None else None
+        if data is None:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
         if not data:
             self._incoming.write_eof()
             raise TlsClosed("peer closed the connection")

@@ -1,4 +1,4 @@
-"""The in-memory pipe keeps trio's stream contract (only `send_nowait` skips the checkpoint);
+"""The in-memory pipe keeps trio's stream contract (only its `*_nowait` calls skip the checkpoint);
 TCP streams skip it while the kernel completes calls at once, up to a limit."""
 
 from __future__ import annotations
@@ -39,6 +39,17 @@ async def test_send_nowait_is_no_checkpoint_and_wakes_a_parked_receiver():
         with assert_no_checkpoints():
             one.send_nowait(b"flight")
     assert received == [b"flight"]
+
+
+async def test_receive_nowait_takes_what_is_there_without_a_checkpoint():
+    one, other = pipe()
+    with assert_no_checkpoints():
+        assert other.receive_nowait() is None
+        one.send_nowait(b"flight")
+        assert other.receive_nowait(3) == b"fli"
+        assert other.receive_nowait() == b"ght"
+    await one.aclose()
+    assert other.receive_nowait() == b""
 
 
 async def test_a_parked_receive_can_be_cancelled_and_the_pipe_still_works(autojump_clock):
