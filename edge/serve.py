@@ -92,8 +92,9 @@ class _Announcing(Collector):
     async def record(self, event: Event) -> None:
         await super().record(event)
         if self._say is not None and isinstance(event, RequestEvent):
+            request = f"{event.method} {event.path}" if event.method else "(malformed request)"
             self._say(
-                f"{event.at:%H:%M:%S} {event.host or '-'} {event.method} {event.path} -> "
+                f"{event.at:%H:%M:%S} {event.host or '-'} {request} -> "
                 f"{event.status} {event.decision.value} ({event.reason})"
             )
         if self._jsonl is not None:

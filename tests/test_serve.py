@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import json
@@ -19,10 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from edge.clients import client_context
+from edge.events import Decision, RequestEvent
 from edge.node.node import NodeSettings
 from edge.pki.issuer import Authority
 from edge.scenario.loader import ScenarioError
-from edge.serve import ServeError, configured, parse_listen, resolve, serve
+from edge.serve import ServeError, _Announcing, configured, parse_listen, resolve, serve
 from edge.tls import TlsChannel
 
 GRACE = NodeSettings().stop_grace
@@ -343,3 +345,11 @@ async def test_an_api_port_in_use_is_named(tmp_path):
                 await nursery.start(starter(None, listen="127.0.0.1:0", api=f"127.0.0.1:{port}",
                                             token="t", events=None, say=lambda line: None))
     assert raised.group_contains(ServeError, match=f"cannot listen on 127.0.0.1:{port} for the API")
+
+
+async def test_a_malformed_request_is_announced_as_such():
+    lines: list[str] = []
+    refused = RequestEvent("tcp:127.0.0.1:1", "local", 3, dt.datetime(2026, 6, 1, 8, 0, 5), "a.test",
+                           "", "", "", 400, Decision.BAD_REQUEST, False, "OK")
+    await _Announcing(lines.append, None).record(refused)
+    assert lines == ["08:00:05 - (malformed request) -> 400 bad_request (OK)"]
