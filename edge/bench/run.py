@@ -21,12 +21,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from edge.bench import inprocess, tcp
+from edge.bench import inprocess, machine, tcp
 from edge.bench.material import Material, make
 from edge.pki.issuer import Authority
 
 BASELINE = "stdlib-membio"
 WORKERS_ROW = "edge-tcp-workers"  # named edge-tcp-workers-N in the report
+PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the workers' yardstick
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
 SECTIONS = ("edge-inmemory", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
             "resumption", "cas")
@@ -74,9 +75,12 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
     openssl_start = tcp.openssl_server(material)
     if openssl_start is not None:
         rows["openssl-s_server"] = lambda: tcp.measure(openssl_start, material, seconds, concurrency)
+    rows[f"{PARALLEL_ROW}-{workers}"] = lambda: machine.parallel_membio_rate(material, seconds,
+                                                                           workers)
     rows[f"{WORKERS_ROW}-{workers}"] = tcp_row(tcp.edge_server_process, workers)
+    chosen = only | ({PARALLEL_ROW} if WORKERS_ROW in only else set())
     return {name: measure for name, measure in rows.items()
-            if name == BASELINE or name.removesuffix(f"-{workers}") in only}
+            if name == BASELINE or name.removesuffix(f"-{workers}") in chosen}
 
 
 def _resumption(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
@@ -163,6 +167,9 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
     report: dict = {"rows": out}
     if workers_row is not None and "edge-tcp" in rows:
         report["workers_scaling"] = _ratio(workers_row.rate, rows["edge-tcp"])
+    parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
+    if parallel is not None:
+        report["machine_scaling"] = _ratio(parallel.rate, base)
     if "resumed" in extras:
         report["resumption"] = {
             "full_handshakes_per_s": round(extras["full-with-tickets"], 1),
@@ -224,8 +231,11 @@ def render(report: dict, console: Console) -> None:
         console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
             f"{n}: {rate:.0f}/s" for n, rate in report["ca_count"].items()))
     if "workers_scaling" in report:
+        workers = report["settings"]["workers"]
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
-                      f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+                      f"on {report['machine']['cpus']} CPUs (clients share the machine); the "
+                      f"raw loop in {workers} processes at once runs x{report['machine_scaling']:.2f}"
+                      f" of one: the cores' own scaling")
 
 
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
