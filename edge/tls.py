@@ -9,9 +9,8 @@ Not a `trio.abc.Stream`, and not a checkpoint on every call: `receive_some` retu
 OpenSSL already decrypted without awaiting anything, and over a stream that takes bytes at once
 (`send_nowait`, the in-memory pipe) sending is not a checkpoint either, nor are reading bytes
 the stream already holds (`receive_nowait`) and closing a stream that closes at once
-(`close_nowait`). Every loop over a
-channel waits on a receive of the stream when it has nothing left to read, and that wait is
-where it yields and where cancellation reaches it.
+(`close_nowait`). Every loop over a channel waits on a receive of the stream when it has
+nothing left to read, and that wait is where it yields and where cancellation reaches it.
 """
 
 from __future__ import annotations

@@ -451,9 +451,8 @@ def _request_at_hand(reader: http.RequestReader, channel: TlsChannel) -> http.Re
 
 
 async def _next_request(reader: http.RequestReader, channel: TlsChannel) -> http.Request | None:
-    while (request := reader.next_request()) is None:
-        if reader.ended:
-            return None
+    """The next request, waiting for the client's bytes as long as it takes; None at the end."""
+    while (request := _request_at_hand(reader, channel)) is None and not reader.ended:
         reader.receive(await channel.receive_some())
     return request
 
