@@ -3,9 +3,10 @@ of a message to send. No I/O: the edge node and the simulated clients do that (h
 
 Parsing is llhttp's, through httptools: every simulated connection parses a request on the edge
 and a response on the client, and h11's pure-Python parser cost about a tenth of a connection
-(profiled for issue 6). What llhttp leaves to its user lives here: the limits on a request's
-head and body, exactly one Host on HTTP/1.1 (RFC 9112, 3.2), whether the connection goes on
-after a message, and the check that what the simulator itself sends is well-formed.
+(profiled for issue 6). What llhttp leaves to its user lives here: bounds on every byte it
+buffers or skips (head, trailers, chunk framing, body), one Host (RFC 9112, 3.2: exactly one on
+HTTP/1.1, never two), HTTP/1.0 and 1.1 only, whether the connection goes on after a message,
+and the check that what the simulator itself sends is well-formed.
 """
 
 from __future__ import annotations
