@@ -18,11 +18,11 @@ from edge.bench.material import HOST, Material, edge_deployment
 from edge.clients import visit
 
 
-def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, session=None):
-    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
-    server_side = server.wrap_bio(s_in, s_out, server_side=True)
-    client_side = client.wrap_bio(c_in, c_out, server_hostname=HOST, session=session)
-    pending = [client_side, server_side]
+def pump_handshakes(client: ssl.SSLObject, server: ssl.SSLObject, client_bios: tuple,
+                    server_bios: tuple) -> None:
+    """Both ends' handshakes to their end in one loop, handing each flight across (the BIOs
+    as (incoming, outgoing) pairs)."""
+    pending = [client, server]
     while pending:
         for end in list(pending):
             try:
@@ -30,8 +30,15 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, session=None):
                 pending.remove(end)
             except ssl.SSLWantReadError:
                 pass
-        c_in.write(s_out.read())
-        s_in.write(c_out.read())
+        client_bios[0].write(server_bios[1].read())
+        server_bios[0].write(client_bios[1].read())
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, session=None):
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    server_side = server.wrap_bio(s_in, s_out, server_side=True)
+    client_side = client.wrap_bio(c_in, c_out, server_hostname=HOST, session=session)
+    pump_handshakes(client_side, server_side, (c_in, c_out), (s_in, s_out))
     # TLS 1.3 delivers the session ticket after the handshake: let the client read it
     try:
         client_side.read(1)

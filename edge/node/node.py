@@ -44,11 +44,13 @@ class NodeSettings:
 class _Connection:
     """Per-connection state the SNI callback fills in."""
 
-    __slots__ = ("conn_id", "client_ip", "snapshot", "contexts", "sni", "policy", "error",
-                 "requests")
+    __slots__ = ("conn_id", "client_ip", "snapshot", "contexts", "started_at", "sni", "policy",
+                 "error", "requests")
 
-    def __init__(self, conn_id: str, snapshot: EdgeConfig | None, contexts: ContextCache) -> None:
+    def __init__(self, conn_id: str, snapshot: EdgeConfig | None, contexts: ContextCache,
+                 started_at: dt.datetime) -> None:
         self.conn_id = conn_id
+        self.started_at = started_at
         self.client_ip = _client_ip(conn_id)
         self.snapshot = snapshot
         self.contexts = contexts
@@ -199,11 +201,8 @@ class EdgeNode:
     async def handle(self, accepted: Accepted) -> None:
         """One connection from handshake to close; always exactly one connection event, even
         when the connection is cancelled because the edge stops."""
-        state = _Connection(accepted.conn_id, self.snapshot, self._contexts)
-        channel = TlsChannel.wrap(accepted.stream, state.contexts.plain, server_side=True)
-        channel.ssl_object.edge_connection = state  # read back by the SNI callback
-        started_at, started = self._clock(), trio.current_time()
-        openssl.track(channel.ssl_object, at_time=started_at)
+        state, channel = self._open(accepted)
+        started = trio.current_time()
         outcome, error, verdict = TlsOutcome.INTERNAL, "", None
         handshake_seconds = 0.0
         try:
@@ -221,18 +220,32 @@ class EdgeNode:
             raise
         finally:
             await channel.aclose()
-            await self._emit(ConnectionEvent(
-                conn_id=state.conn_id,
-                node=self.name,
-                snapshot_version=_version(state.snapshot),
-                at=started_at,
-                sni=state.sni,
-                outcome=outcome,
-                verdict=verdict,
-                handshake_seconds=handshake_seconds,
-                requests=state.requests,
-                error=error or state.error,
-            ))
+            await self._emit(self._connection_event(state, outcome, verdict, handshake_seconds,
+                                                    error))
+
+    def _open(self, accepted: Accepted) -> tuple[_Connection, TlsChannel]:
+        """A new connection's state and its server side of TLS, under the current snapshot,
+        validating at the (simulated) time it starts."""
+        state = _Connection(accepted.conn_id, self.snapshot, self._contexts, self._clock())
+        channel = TlsChannel.wrap(accepted.stream, state.contexts.plain, server_side=True)
+        channel.ssl_object.edge_connection = state  # read back by the SNI callback
+        openssl.track(channel.ssl_object, at_time=state.started_at)
+        return state, channel
+
+    def _connection_event(self, state: _Connection, outcome: TlsOutcome, verdict,
+                          handshake_seconds: float, error: str) -> ConnectionEvent:
+        return ConnectionEvent(
+            conn_id=state.conn_id,
+            node=self.name,
+            snapshot_version=_version(state.snapshot),
+            at=state.started_at,
+            sni=state.sni,
+            outcome=outcome,
+            verdict=verdict,
+            handshake_seconds=handshake_seconds,
+            requests=state.requests,
+            error=error or state.error,
+        )
 
     async def _handshake(self, channel: TlsChannel) -> tuple[TlsOutcome, str]:
         """The handshake's outcome. Timed with `move_on_after` (one falls out of the block only
@@ -353,7 +366,15 @@ class EdgeNode:
         return None
 
     async def _answer(self, state, channel, verdict, request: http.Request, close: bool):
-        facts = self._facts(state, channel, verdict, request)
+        answer, event = self._decide(state, channel.ssl_object, verdict, request, close)
+        await channel.send_all(answer)
+        await self._emit(event)
+
+    def _decide(self, state, ssl_object, verdict, request: http.Request,
+                close: bool) -> tuple[bytes, RequestEvent]:
+        """The answer's bytes and the request's event: everything the node decides about a
+        request (routing, rules, origin), with no I/O."""
+        facts = self._facts(state, ssl_object, verdict, request)
         refused = routing.refusal(state.snapshot, state.sni, facts.host, facts.zone)
         if refused is not None:
             status, payload, kind = refused.status, refused.message, TEXT
@@ -370,10 +391,10 @@ class EdgeNode:
             )
             kind = self.origin.content_type
         head = request.method == "HEAD"
-        await channel.send_all(http.response(status, payload, kind, close=close, head=head))
-        await self._emit_request(state, facts, status, decided, reason)
+        answer = http.response(status, payload, kind, close=close, head=head)
+        return answer, self._request_event(state, facts, status, decided, reason)
 
-    def _facts(self, state, channel, verdict, request: http.Request) -> RequestFacts:
+    def _facts(self, state, ssl_object, verdict, request: http.Request) -> RequestFacts:
         host = routing.normalise_host(request.header("host"))
         snapshot = state.snapshot
         return RequestFacts(
@@ -384,7 +405,7 @@ class EdgeNode:
             path=request.target.split("?", 1)[0],
             target=request.target,
             zone=None if snapshot is None or not host else snapshot.zone_for(host),
-            tls_version=channel.ssl_object.version() or "",
+            tls_version=ssl_object.version() or "",
             client_ip=state.client_ip,
         )
 
@@ -395,27 +416,26 @@ class EdgeNode:
             pass
         facts = RequestFacts(verdict, state.sni, "", "", "", client_ip=state.client_ip)
         decided = PolicyDecision(Decision.BAD_REQUEST, False)
-        await self._emit_request(state, facts, exc.status, decided, verdict.reason)
+        await self._emit(self._request_event(state, facts, exc.status, decided, verdict.reason))
 
-    async def _emit_request(self, state, facts: RequestFacts, status: int, decided, reason):
+    def _request_event(self, state, facts: RequestFacts, status: int, decided,
+                       reason) -> RequestEvent:
         sni = routing.normalise_host(state.sni) if state.sni else None
-        await self._emit(
-            RequestEvent(
-                conn_id=state.conn_id,
-                node=self.name,
-                snapshot_version=_version(state.snapshot),
-                at=self._clock(),
-                sni=state.sni,
-                host=facts.host,
-                method=facts.method,
-                path=facts.path,
-                status=status,
-                decision=decided.decision,
-                would_block=decided.would_block,
-                reason=reason.value,
-                sni_host_mismatch=bool(facts.host and sni and facts.host != sni),
-                matched=decided.matched,
-            )
+        return RequestEvent(
+            conn_id=state.conn_id,
+            node=self.name,
+            snapshot_version=_version(state.snapshot),
+            at=self._clock(),
+            sni=state.sni,
+            host=facts.host,
+            method=facts.method,
+            path=facts.path,
+            status=status,
+            decision=decided.decision,
+            would_block=decided.would_block,
+            reason=reason.value,
+            sni_host_mismatch=bool(facts.host and sni and facts.host != sni),
+            matched=decided.matched,
         )
 
     async def _emit(self, event: Event) -> None:
