@@ -203,3 +203,44 @@ def test_a_head_at_the_limit_passes_however_it_is_split():
 )
 def test_what_llhttp_skips_is_bounded_too(reads, status):
     assert _refusal(_reader(max_head=1000, max_body=1000), *reads) == status
+
+
+_GOOD = PIPELINE + b"GET /e HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@given(st.data())
+def test_any_bytes_give_requests_or_one_refusal_and_nothing_else(data):
+    """Garbage, or a good pipeline with bytes flipped, inserted or cut, split anywhere: the
+    reader yields requests and at most one BadRequest, never another exception, and stays
+    within its bounds."""
+    if data.draw(st.booleans()):
+        stream = data.draw(st.binary(max_size=600))
+    else:
+        stream = bytearray(_GOOD)
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(0, len(stream)))
+            stream[at:at + data.draw(st.integers(0, 3))] = data.draw(st.binary(max_size=4))
+        stream = bytes(stream)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=6))))
+    reader = _reader(max_head=200, max_body=100)
+    refusals = 0
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        if start == end:
+            continue
+        reader.receive(stream[start:end])
+        while True:
+            try:
+                request = reader.next_request()
+            except http.BadRequest as refused:
+                assert refused.status in (400, 413, 431, 505)
+                refusals += 1
+                continue
+            if request is None:
+                break
+            assert len(request.body) <= 100
+    reader.receive(b"")
+    try:
+        _drain(reader)
+    except http.BadRequest:
+        refusals += 1
+    assert refusals <= 1 and reader.ended
