@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--tcp", action="store_true", help="the edge-tcp server side instead")
     parser.add_argument("--seconds", type=float, default=3.0, help="of load, with --tcp")
     args = parser.parse_args()
+    if args.connections < CONCURRENCY:
+        parser.error(f"--connections: at least {CONCURRENCY} (one per concurrent client)")
     with tempfile.TemporaryDirectory() as folder:
         trio.run(_measure, material.make(Path(folder)), args.connections, args.top,
                  args.seconds if args.tcp else 0.0)

@@ -7,7 +7,8 @@ that hands the bytes between the two SSLObjects as the raw stdlib-membio loop do
 no pipe, no timeouts. Its ratio to that raw loop, measured side by side in one process, is what
 any design that keeps this per-connection work can reach; edge-inmemory's ratio is what the
 Trio design (a client task and a node task per connection) reaches. The gap between them is
-what the transport and scheduling cost.
+what the transport and scheduling cost, and the collector's counting (the events here are built,
+not sent). Rounds are noisy on a shared machine: use the default six or more.
 
     python benchmarks/inline_ceiling.py --rounds 6
 

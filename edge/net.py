@@ -93,10 +93,7 @@ class PipeStream(trio.abc.Stream):
             raise trio.ClosedResourceError("this end is closed")
         if not (self._in.buffer or self._in.eof):
             return None
-        size = len(self._in.buffer) if max_bytes is None else max_bytes
-        data = bytes(self._in.buffer[:size])
-        del self._in.buffer[:size]
-        return data
+        return self._take(max_bytes)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._closed:
@@ -105,7 +102,13 @@ class PipeStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
         else:
             await self._in.wait()  # woken only once bytes or the end arrived
-        return self.receive_nowait(max_bytes)
+        return self._take(max_bytes)
+
+    def _take(self, max_bytes: int | None) -> bytes:
+        size = len(self._in.buffer) if max_bytes is None else max_bytes
+        data = bytes(self._in.buffer[:size])
+        del self._in.buffer[:size]
+        return data
 
     def close_nowait(self) -> None:
         """`aclose` without the checkpoint: closing a pipe never waits."""

@@ -211,3 +211,28 @@ async def test_a_corrupt_record_after_the_handshake_is_the_clients_error(nursery
     event = world.collector.connection(conn_id)
     assert event.outcome is TlsOutcome.OK and event.requests == 0
     assert event.error.startswith("TLS error after the handshake: ")
+
+
+async def test_a_stopping_node_answers_a_request_that_already_arrived_then_closes(
+    nursery, autojump_clock
+):
+    """The node is busy handing an answer's event to a slow collector when the client's next
+    request arrives and the node is told to stop: that request is answered, with
+    `Connection: close`, and counted."""
+    world = await EdgeWorld.start(nursery, tenant(), collector=RecordingCollector(delay=5.0,
+                                                                                  buffer=0))
+    node = world.deployment.nodes["n1"]
+    credential = profiles.issue(Profile.VALID, tenant(), now=START)
+    channel, conn_id = await world.open_channel(credential, sni=LOG_HOST)
+    request = b"GET / HTTP/1.1\r\nHost: " + LOG_HOST.encode() + b"\r\n\r\n"
+    await channel.send_all(request)
+    assert (await channel.receive_some()).startswith(b"HTTP/1.1 200")
+    await channel.send_all(request)  # while the node still waits on the collector
+    node.stop()
+    rest = b""
+    while chunk := await channel.receive_some():
+        rest += chunk
+    assert rest.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in rest
+    await trio.sleep(30)
+    assert world.collector.connection(conn_id).requests == 2
+    assert len(world.collector.requests(conn_id)) == 2

@@ -15,22 +15,21 @@ from edge.bench.material import Material
 _spawn = multiprocessing.get_context("spawn")
 
 
-def _loop(material: Material, seconds: float, started, out) -> None:
+def _loop(material: Material, seconds: float, ready, out) -> None:
     server, client = material.server_context(), material.client_context()
-    started.wait()  # all at once, so every process shares the machine for the whole round
+    ready.wait()  # all at once, so every process shares the machine for the whole round
     out.put(membio_rate(server, client, seconds))
 
 
 def parallel_membio_rate(material: Material, seconds: float, processes: int) -> float:
     """Handshakes per second of `processes` raw loops running at the same time."""
-    out, started = _spawn.Queue(), _spawn.Event()
-    loops = [_spawn.Process(target=_loop, args=(material, seconds, started, out), daemon=True)
+    out, ready = _spawn.Queue(), _spawn.Barrier(processes, timeout=120)
+    loops = [_spawn.Process(target=_loop, args=(material, seconds, ready, out), daemon=True)
              for _ in range(processes)]
     for loop in loops:
         loop.start()
     try:
-        started.set()
-        return sum(out.get(timeout=seconds + 120) for _ in loops)
+        return sum(out.get(timeout=seconds + 240) for _ in loops)
     finally:
         for loop in loops:
             loop.join(10)

@@ -231,11 +231,12 @@ def render(report: dict, console: Console) -> None:
         console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
             f"{n}: {rate:.0f}/s" for n, rate in report["ca_count"].items()))
     if "workers_scaling" in report:
-        workers = report["settings"]["workers"]
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
-                      f"on {report['machine']['cpus']} CPUs (clients share the machine); the "
-                      f"raw loop in {workers} processes at once runs x{report['machine_scaling']:.2f}"
-                      f" of one: the cores' own scaling")
+                      f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+    if "machine_scaling" in report:
+        console.print(f"the raw loop in {report['settings']['workers']} processes at once runs "
+                      f"x{report['machine_scaling']:.2f} of one: the cores' own scaling, the "
+                      f"workers row's ceiling")
 
 
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,

@@ -179,7 +179,8 @@ class EdgeNode:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop gracefully: no new connections; kept-alive connections waiting for a request
-        close at once, answers carry `Connection: close`, and what is still in flight after
+        close at once (one whose next request has already arrived gets it answered), answers
+        carry `Connection: close`, and what is still in flight after
         `grace` seconds (`settings.stop_grace` by default) is cancelled, each connection still
         sending its events. Called again with a shorter grace, it hurries the stop."""
         deadline = trio.current_time() + (self.settings.stop_grace if grace is None else grace)
@@ -471,10 +472,12 @@ def _request_at_hand(reader: http.RequestReader, channel: TlsChannel) -> http.Re
 
 
 async def _next_request(reader: http.RequestReader, channel: TlsChannel) -> http.Request | None:
-    """The next request, waiting for the client's bytes as long as it takes; None at the end."""
-    while (request := _request_at_hand(reader, channel)) is None and not reader.ended:
+    """The next request once `_request_at_hand` found none, waiting for the client's bytes as
+    long as it takes; None at the end."""
+    while True:
         reader.receive(await channel.receive_some())
-    return request
+        if (request := _request_at_hand(reader, channel)) is not None or reader.ended:
+            return request
 
 
 def _client_ip(conn_id: str) -> str:
