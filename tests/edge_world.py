@@ -82,11 +82,15 @@ class EdgeWorld:
         network = self.deployment.network
         return await visit(lambda: network.connect(node), context, sni=sni, host=host, paths=paths)
 
-    async def open_channel(self, credential, *, sni: str, node: str = "n1") -> tuple[TlsChannel, str]:
-        """A client's TLS channel to `node` with the handshake done, and its connection id."""
-        context = client_context(self.deployment.identity.configure_trust, credential)
+    async def open_channel(self, credential=None, *, sni: str, node: str = "n1", context=None,
+                           session=None) -> tuple[TlsChannel, str]:
+        """A client's TLS channel to `node` with the handshake done (resuming `session`, if
+        given), and its connection id; over `context` instead of one for `credential`."""
+        context = context or client_context(self.deployment.identity.configure_trust, credential)
         accepted = self.deployment.network.connect(node)
         channel = TlsChannel.wrap(accepted.stream, context, server_side=False, server_hostname=sni)
+        if session is not None:
+            channel.ssl_object.session = session
         await channel.handshake()
         return channel, accepted.conn_id
 

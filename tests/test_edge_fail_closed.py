@@ -138,15 +138,11 @@ async def test_tls12_session_resumption_is_refused_so_new_trust_applies(nursery,
                              maximum_version=ssl.TLSVersion.TLSv1_2)
 
     async def connect(session=None) -> tuple[TlsChannel, int, str]:
-        accepted = world.deployment.network.connect("n1")
-        channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                                  server_hostname=BLOCK_HOST)
-        if session is not None:
-            channel.ssl_object.session = session
-        await channel.handshake()
+        channel, conn_id = await world.open_channel(sni=BLOCK_HOST, context=context,
+                                                    session=session)
         status = await request(channel, ResponseReader(), BLOCK_HOST, "/")
         await channel.aclose()
-        return channel, status, accepted.conn_id
+        return channel, status, conn_id
 
     first, status, _ = await connect()
     assert status == 200

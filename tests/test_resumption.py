@@ -18,7 +18,6 @@ from edge.node.node import NodeSettings
 from edge.node.policy import HostModePolicy, Mode
 from edge.node.reasons import Reason
 from edge.pki.issuer import Authority, Credential
-from edge.tls import TlsChannel
 from edge_world import BLOCK_HOST, EdgeWorld
 
 
@@ -38,18 +37,13 @@ async def ticketed_world(nursery) -> EdgeWorld:
 
 
 async def connect(world: EdgeWorld, context, session=None):
-    accepted = world.deployment.network.connect("n1")
-    channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                              server_hostname=BLOCK_HOST)
-    if session is not None:
-        channel.ssl_object.session = session
-    await channel.handshake()
+    channel, conn_id = await world.open_channel(sni=BLOCK_HOST, context=context, session=session)
     status = await request(channel, ResponseReader(), BLOCK_HOST, "/")
     session = channel.ssl_object.session  # the ticket arrived with the response
     reused = channel.ssl_object.session_reused
     await channel.aclose()
     await world.drain()
-    return world.collector.connection(accepted.conn_id), status, session, reused
+    return world.collector.connection(conn_id), status, session, reused
 
 
 async def test_a_resumed_connection_carries_the_verdict_and_fields_of_its_session(
@@ -123,14 +117,11 @@ async def test_a_resumed_session_names_the_hostnames_own_ca_when_tenants_share_o
                              tenant().issue("device"))
     first, status, session, _ = await connect(world, context)
     assert status == 200 and first.verdict.ca_id == world.ids["ca"]
-    accepted = world.deployment.network.connect("n1")
-    channel = TlsChannel.wrap(accepted.stream, context, server_side=False,
-                              server_hostname="api.example.net")
-    channel.ssl_object.session = session
-    await channel.handshake()
+    channel, conn_id = await world.open_channel(sni="api.example.net", context=context,
+                                                session=session)
     await request(channel, ResponseReader(), "api.example.net", "/")
     reused = channel.ssl_object.session_reused
     await channel.aclose()
     await world.drain()
-    resumed = world.collector.connection(accepted.conn_id).verdict
+    resumed = world.collector.connection(conn_id).verdict
     assert reused and resumed.verified and resumed.ca_id == twin.id
