@@ -107,16 +107,18 @@ def _bench_sections(ctx, param, value: str | None) -> frozenset[str]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rows and extras as JSON.")
 @click.option("--only", callback=_bench_sections, metavar="NAMES",
-              help="Comma-separated rows and extras to measure, of: edge-inmemory, edge-tcp, "
-                   "asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
-                   "(stdlib-membio always runs: every figure is a ratio of it; edge-tcp-workers "
-                   "brings membio-parallel). Default: all.")
+              help="Comma-separated rows and extras to measure, of: edge-inmemory, transport, "
+                   "edge-tcp, asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
+                   "(stdlib-membio always runs: every figure is a ratio of it; transport brings "
+                   "edge-transport and trio-sslstream; edge-tcp-workers brings "
+                   "membio-parallel). Default: all.")
 @click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
 def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quiet) -> None:
     """Measure full mutual-TLS handshakes per second of the edge and of baselines, side by side.
 
     Rows: stdlib-membio (raw SSLObject loop, the baseline), edge-inmemory (the simulator's
-    whole path), edge-tcp, asyncio-tcp and openssl-s_server (loopback TCP, clients in another
+    whole path), edge-transport and trio-sslstream (handshakes only, two Trio tasks per
+    connection: the simulator's transport, and trio's SSLStream as a reference), edge-tcp, asyncio-tcp and openssl-s_server (loopback TCP, clients in another
     process), edge-tcp-workers-N beside membio-parallel-N (the raw loop in N processes at once:
     what the cores themselves scale to). Also the raw loop's TLS resumption rate and the cost of
     1, 5 and 50 CAs on one hostname. Only 127.0.0.1 is used.

@@ -19,16 +19,20 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     names = [row["name"] for row in report["rows"]]
-    assert names[:4] == ["stdlib-membio", "edge-inmemory", "edge-tcp", "asyncio-tcp"]
+    assert names[:6] == ["stdlib-membio", "edge-inmemory", "edge-transport", "trio-sslstream",
+                         "edge-tcp", "asyncio-tcp"]
     assert names[-2:] == ["membio-parallel-2", "edge-tcp-workers-2"]
     assert report["machine_scaling"] > 0 and report["workers_scaling"] > 0
+    bound = report["workers_bound"]
+    assert bound["handshakes_per_s"] > 0 and bound["ratio_to_edge_tcp"] > 0 and bound["cpus"] >= 1
     for row in report["rows"]:
         assert row["handshakes_per_s"] > 0 and len(row["runs"]) == 1
         assert row["ratio_to_stdlib_membio"] > 0
     tcp_rows = [row for row in report["rows"]
-                if row["name"] not in (*names[:2], "membio-parallel-2")]
-    for row in tcp_rows:  # what each TCP round cost the server, and how busy the load was
+                if row["name"] not in (*names[:4], "membio-parallel-2")]
+    for row in tcp_rows:  # what each TCP round cost the server and the load generator
         assert 0 < row["load_generator_busy"] and row["server_cpu_ms_per_handshake"] > 0
+        assert row["load_cpu_ms_per_handshake"] > 0
     assert all("load_generator_busy" not in row for row in report["rows"]
                if row["name"] not in [r["name"] for r in tcp_rows])
     baseline = report["rows"][0]
@@ -57,3 +61,27 @@ def test_edge_bench_only_measures_what_was_asked(tmp_path):
     assert "machine_scaling" not in report
     refused = CliRunner().invoke(main, ["bench", "--only", "edge-tcp,nonsense"])
     assert refused.exit_code == 2 and "unknown nonsense" in refused.output
+
+
+def test_workers_bound_is_what_the_shared_cores_allow():
+    from edge.bench.run import Row, workers_bound
+
+    edge_tcp = Row("edge-tcp", runs=[500.0], server_cpu_ms=[1.0], load_cpu_ms=[1.0])
+    # two workers could do 2,000/s, but with the load on the same 2 cores only 2 / 2 ms
+    assert workers_bound(edge_tcp, 2, 2) == {"handshakes_per_s": 1000.0,
+                                             "ratio_to_edge_tcp": 2.0, "cpus": 2}
+    # one worker on 4 cores: the worker itself is the limit
+    assert workers_bound(edge_tcp, 1, 4)["handshakes_per_s"] == 1000.0
+    assert workers_bound(Row("edge-tcp", runs=[500.0]), 2, 2) is None  # no CPU figures
+
+
+def test_edge_bench_transport_rows_come_with_the_baseline_only(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, [
+        "bench", "--seconds", "0.3", "--rounds", "1", "--only", "transport", "--json", str(out),
+        "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["name"] for row in rows] == ["stdlib-membio", "edge-transport", "trio-sslstream"]
+    assert all(row["handshakes_per_s"] > 0 for row in rows)

@@ -5,6 +5,12 @@
 `edge-inmemory` is the simulator's whole path: a client connects over the in-memory network, an
 edge node does the handshake (verify callback, simulated time, SNI context switch), the verdict,
 one HTTP request through its rules, and both events reach the collector.
+
+Two handshake-only rows say where edge-inmemory's time goes: `trio-sslstream` is the reference
+the issue names (trio's SSLStream pairs over trio's memory streams, two tasks per connection),
+`edge-transport` the same over the simulator's own transport (TlsChannel over the in-memory
+pipe). What edge-inmemory loses beyond edge-transport is the per-connection work, not the
+transport.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import ssl
 import time
 
 import trio
+import trio.testing
 
 from edge.bench.material import HOST, Material, edge_deployment
 from edge.clients import visit
+from edge.net import pipe
+from edge.tls import TlsChannel
 
 
 def pump_handshakes(client: ssl.SSLObject, server: ssl.SSLObject, client_bios: tuple,
@@ -69,6 +78,23 @@ def trusting(material: Material, extra_cas: list[str]) -> ssl.SSLContext:
     return context
 
 
+async def _rate(connection, seconds: float, concurrency: int) -> float:
+    """Connections per second: `concurrency` tasks each awaiting `connection()` in turn."""
+    done, deadline = 0, trio.current_time() + seconds
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal done
+        while trio.current_time() < deadline:
+            await connection()
+            done += 1
+
+    async with trio.open_nursery() as workers:
+        for _ in range(concurrency):
+            workers.start_soon(worker)
+    return done / (time.perf_counter() - started)
+
+
 async def _edge_round(material: Material, seconds: float, concurrency: int, tickets: int,
                       resume: bool) -> float:
     client = material.client_context()
@@ -81,23 +107,15 @@ async def _edge_round(material: Material, seconds: float, concurrency: int, tick
         session = (
             (await visit(connect, client, sni=HOST, keep_session=True)).session if resume else None
         )
-        done, deadline = 0, trio.current_time() + seconds
-        started = time.perf_counter()
 
-        async def worker() -> None:
-            nonlocal done
-            while trio.current_time() < deadline:
-                result = await visit(connect, client, sni=HOST, session=session)
-                if result.statuses != (200,) or result.resumed != resume:
-                    raise RuntimeError(f"edge-inmemory: unexpected answer {result}")
-                done += 1
+        async def connection() -> None:
+            result = await visit(connect, client, sni=HOST, session=session)
+            if result.statuses != (200,) or result.resumed != resume:
+                raise RuntimeError(f"edge-inmemory: unexpected answer {result}")
 
-        async with trio.open_nursery() as workers:
-            for _ in range(concurrency):
-                workers.start_soon(worker)
-        elapsed = time.perf_counter() - started
+        rate = await _rate(connection, seconds, concurrency)
         nursery.cancel_scope.cancel()
-    return done / elapsed
+    return rate
 
 
 def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16, *,
@@ -105,3 +123,35 @@ def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16
     """The simulator's path; `tickets` > 0 lets the node issue session tickets, and `resume`
     makes every connection resume one session."""
     return trio.run(_edge_round, material, seconds, concurrency, tickets, resume)
+
+
+def sslstream_pair(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple:
+    """The server's and the client's handshake: trio's SSLStreams over trio's memory streams."""
+    server_end, client_end = trio.testing.memory_stream_pair()
+    return (trio.SSLStream(server_end, server, server_side=True).do_handshake,
+            trio.SSLStream(client_end, client, server_hostname=HOST).do_handshake)
+
+
+def channel_pair(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple:
+    """The server's and the client's handshake: the edge's TlsChannels over its in-memory pipe."""
+    server_end, client_end = pipe()
+    return (TlsChannel.wrap(server_end, server, server_side=True).handshake,
+            TlsChannel.wrap(client_end, client, server_side=False, server_hostname=HOST).handshake)
+
+
+async def _pairs_round(open_pair, server: ssl.SSLContext, client: ssl.SSLContext,
+                       seconds: float, concurrency: int) -> float:
+    async def connection() -> None:
+        server_side, client_side = open_pair(server, client)
+        async with trio.open_nursery() as both:
+            both.start_soon(server_side)
+            both.start_soon(client_side)
+
+    return await _rate(connection, seconds, concurrency)
+
+
+def handshake_pairs_rate(open_pair, server: ssl.SSLContext, client: ssl.SSLContext,
+                         seconds: float, concurrency: int = 16) -> float:
+    """Handshakes per second with `concurrency` connections at a time, each end a Trio task of
+    its own and nothing after the handshake: `open_pair` is `sslstream_pair` or `channel_pair`."""
+    return trio.run(_pairs_round, open_pair, server, client, seconds, concurrency)

@@ -28,8 +28,9 @@ from edge.pki.issuer import Authority
 BASELINE = "stdlib-membio"
 WORKERS_ROW = "edge-tcp-workers"  # named edge-tcp-workers-N in the report
 PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the workers' yardstick
+TRANSPORT_ROWS = {"edge-transport", "trio-sslstream"}  # handshakes only: what `transport` brings
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
-SECTIONS = ("edge-inmemory", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
+SECTIONS = ("edge-inmemory", "transport", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
             "resumption", "cas")
 
 
@@ -39,6 +40,7 @@ class Row:
     runs: list[float] = attrs.field(factory=list)
     server_cpu_ms: list[float] = attrs.field(factory=list)  # TCP rows, where /proc tells
     load_busy: list[float] = attrs.field(factory=list)  # TCP rows
+    load_cpu_ms: list[float] = attrs.field(factory=list)  # TCP rows
 
     @property
     def rate(self) -> float:
@@ -47,6 +49,7 @@ class Row:
     def add(self, result: float | tcp.Measured) -> None:
         if isinstance(result, tcp.Measured):
             self.load_busy.append(result.load_busy)
+            self.load_cpu_ms.append(result.load_cpu_ms)
             if result.server_cpu_ms is not None:
                 self.server_cpu_ms.append(result.server_cpu_ms)
             result = result.rate
@@ -69,6 +72,10 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
     rows: dict[str, Callable[[], float | tcp.Measured]] = {
         BASELINE: lambda: inprocess.membio_rate(server, client, seconds),
         "edge-inmemory": lambda: inprocess.edge_inmemory_rate(material, seconds, concurrency),
+        "edge-transport": lambda: inprocess.handshake_pairs_rate(
+            inprocess.channel_pair, server, client, seconds, concurrency),
+        "trio-sslstream": lambda: inprocess.handshake_pairs_rate(
+            inprocess.sslstream_pair, server, client, seconds, concurrency),
         "edge-tcp": tcp_row(tcp.edge_server_process),
         "asyncio-tcp": tcp_row(tcp.asyncio_server_process),
     }
@@ -79,6 +86,7 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
                                                                            workers)
     rows[f"{WORKERS_ROW}-{workers}"] = tcp_row(tcp.edge_server_process, workers)
     chosen = only | ({PARALLEL_ROW} if WORKERS_ROW in only else set())
+    chosen |= TRANSPORT_ROWS if "transport" in only else set()
     return {name: measure for name, measure in rows.items()
             if name == BASELINE or name.removesuffix(f"-{workers}") in chosen}
 
@@ -146,6 +154,28 @@ def _ratio(rate: float, base: Row | None) -> float | None:
     return round(rate / base.rate, 3) if base is not None and base.rate else None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), which a container may set below the
+    machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def workers_bound(edge_tcp: Row, workers: int, cpus: int) -> dict | None:
+    """The most `workers` edge processes could reach on `cpus` cores that the load generator
+    shares, from edge-tcp's measured CPU per handshake: S on the server, C in the load
+    generator. N workers run at most N/S; all the cores together at most cpus/(S+C). Perfect
+    sharing is assumed, so the real figure stays below this."""
+    if not edge_tcp.server_cpu_ms or not edge_tcp.load_cpu_ms or not edge_tcp.rate:
+        return None
+    server, load = statistics.median(edge_tcp.server_cpu_ms), statistics.median(edge_tcp.load_cpu_ms)
+    rate = min(workers / server, cpus / (server + load)) * 1e3
+    return {"handshakes_per_s": round(rate, 1), "ratio_to_edge_tcp": round(rate / edge_tcp.rate, 3),
+            "cpus": cpus}
+
+
 def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings) -> dict:
     base, asyncio_row = rows[BASELINE], rows.get("asyncio-tcp")
     openssl_row = rows.get("openssl-s_server")
@@ -162,11 +192,15 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             entry["ratio_to_openssl_s_server"] = _ratio(row.rate, openssl_row)
             entry["server_cpu_ms_per_handshake"] = _median(row.server_cpu_ms, 3)
             entry["load_generator_busy"] = _median(row.load_busy, 2)
+            entry["load_cpu_ms_per_handshake"] = _median(row.load_cpu_ms, 3)
         out.append(entry)
     workers_row = rows.get(f"{WORKERS_ROW}-{settings['workers']}")
     report: dict = {"rows": out}
     if workers_row is not None and "edge-tcp" in rows:
         report["workers_scaling"] = _ratio(workers_row.rate, rows["edge-tcp"])
+        bound = workers_bound(rows["edge-tcp"], settings["workers"], usable_cpus())
+        if bound is not None:
+            report["workers_bound"] = bound
     parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
     if parallel is not None:
         report["machine_scaling"] = _ratio(parallel.rate, base)
@@ -215,7 +249,9 @@ def render(report: dict, console: Console) -> None:
     console.print("[dim]x membio / asyncio / openssl: ratios to stdlib-membio, asyncio-tcp and "
                   "openssl-s_server. TCP rows: server ms/hs is the server processes' CPU per "
                   "handshake, which compares servers whatever the pace; load busy near 1.00 "
-                  "means the load generator (on the same cores) set the pace.[/dim]")
+                  "means the load generator (on the same cores) set the pace. edge-transport and "
+                  "trio-sslstream do handshakes only (no verdict, request or event): the "
+                  "simulator's transport against trio's SSLStream.[/dim]")
     resumption = report.get("resumption")
     if resumption:
         console.print(
@@ -233,6 +269,11 @@ def render(report: dict, console: Console) -> None:
     if "workers_scaling" in report:
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
                       f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+    if "workers_bound" in report:
+        bound = report["workers_bound"]
+        console.print(f"at most x{bound['ratio_to_edge_tcp']:.2f} over edge-tcp could show here: "
+                      f"{report['settings']['workers']} workers and the load generator share "
+                      f"{bound['cpus']} CPUs (from edge-tcp's server and load CPU per handshake)")
     if "machine_scaling" in report:
         console.print(f"the raw loop in {report['settings']['workers']} processes at once runs "
                       f"x{report['machine_scaling']:.2f} of one: the cores' own scaling, the "

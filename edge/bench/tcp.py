@@ -153,6 +153,7 @@ class Measured:
     rate: float  # handshakes (with one 200 answer each) per second
     server_cpu_ms: float | None  # the server processes' CPU per handshake, where /proc tells
     load_busy: float  # the load generator's CPU seconds per second: near 1.0, it set the pace
+    load_cpu_ms: float  # the load generator's CPU per handshake: the clients' share of the cores
 
 
 def cpu_seconds(pids: tuple[int, ...]) -> float | None:
@@ -189,7 +190,7 @@ def measure(start_server: Callable[[int], Started], material: Material,
     if ok == 0:
         raise RuntimeError(f"no handshake succeeded ({failed} failed)")
     server_cpu = None if before is None or after is None else (after - before) * 1e3 / ok
-    return Measured(ok / elapsed, server_cpu, load_cpu / elapsed)
+    return Measured(ok / elapsed, server_cpu, load_cpu / elapsed, load_cpu * 1e3 / ok)
 
 
 def python_servers(target, material: Material, workers: int = 1):
