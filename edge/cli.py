@@ -118,10 +118,12 @@ def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quie
 
     Rows: stdlib-membio (raw SSLObject loop, the baseline), edge-inmemory (the simulator's
     whole path), edge-transport and trio-sslstream (handshakes only, two Trio tasks per
-    connection: the simulator's transport, and trio's SSLStream as a reference), edge-tcp, asyncio-tcp and openssl-s_server (loopback TCP, clients in another
-    process), edge-tcp-workers-N beside membio-parallel-N (the raw loop in N processes at once:
-    what the cores themselves scale to). Also the raw loop's TLS resumption rate and the cost of
-    1, 5 and 50 CAs on one hostname. Only 127.0.0.1 is used.
+    connection: the simulator's transport, and trio's SSLStream as a reference), edge-tcp,
+    asyncio-tcp and openssl-s_server (loopback TCP, clients in another process),
+    edge-tcp-workers-N beside membio-parallel-N (the raw loop in N processes at once: what the
+    cores themselves scale to) and the bound the shared cores put on the workers. Also TLS
+    resumption rates (raw loop and edge, with what tickets cost) and the cost of 1, 5 and 50
+    CAs on one hostname (raw loop and edge). Only 127.0.0.1 is used.
     """
     from edge.bench.run import main as run_bench
 

@@ -37,7 +37,9 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
                if row["name"] not in [r["name"] for r in tcp_rows])
     baseline = report["rows"][0]
     assert baseline["ratio_to_stdlib_membio"] == 1.0
-    assert set(report["ca_count"]) == {"1", "5", "50"}
+    for rates in report["ca_count"].values():
+        assert set(rates) == {"1", "5", "50"} and all(rate > 0 for rate in rates.values())
+    assert set(report["ca_count"]) == {"raw_loop", "edge_inmemory"}
     assert report["resumption"]["resumed_per_s"] > 0
     assert report["settings"]["key"] == "ec" and report["settings"]["tls"] == "1.3"
 
@@ -56,7 +58,7 @@ def test_edge_bench_only_measures_what_was_asked(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert [row["name"] for row in report["rows"]] == ["stdlib-membio"]
-    assert set(report["ca_count"]) == {"1", "5", "50"}
+    assert set(report["ca_count"]["edge_inmemory"]) == {"1", "5", "50"}
     assert "resumption" not in report and "workers_scaling" not in report
     assert "machine_scaling" not in report
     refused = CliRunner().invoke(main, ["bench", "--only", "edge-tcp,nonsense"])

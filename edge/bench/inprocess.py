@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Sequence
 
 import trio
 import trio.testing
@@ -96,10 +97,11 @@ async def _rate(connection, seconds: float, concurrency: int) -> float:
 
 
 async def _edge_round(material: Material, seconds: float, concurrency: int, tickets: int,
-                      resume: bool) -> float:
+                      resume: bool, extra_cas: Sequence[str]) -> float:
     client = material.client_context()
     async with trio.open_nursery() as nursery:
-        deployment = await edge_deployment(material, nursery, "n1", tickets=tickets)
+        deployment = await edge_deployment(material, nursery, "n1", tickets=tickets,
+                                           extra_cas=extra_cas)
 
         def connect():
             return deployment.network.connect("n1")
@@ -119,10 +121,12 @@ async def _edge_round(material: Material, seconds: float, concurrency: int, tick
 
 
 def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16, *,
-                       tickets: int = 0, resume: bool = False) -> float:
-    """The simulator's path; `tickets` > 0 lets the node issue session tickets, and `resume`
-    makes every connection resume one session."""
-    return trio.run(_edge_round, material, seconds, concurrency, tickets, resume)
+                       tickets: int = 0, resume: bool = False,
+                       extra_cas: Sequence[str] = ()) -> float:
+    """The simulator's path; `tickets` > 0 lets the node issue session tickets, `resume`
+    makes every connection resume one session, and `extra_cas` (PEM) are associated with the
+    hostname beside the tenant CA."""
+    return trio.run(_edge_round, material, seconds, concurrency, tickets, resume, extra_cas)
 
 
 def sslstream_pair(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple:

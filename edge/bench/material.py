@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -16,7 +17,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from edge.control import commands as c
-from edge.control.records import Action, Rule
+from edge.control.records import Action, Plan, Rule
+from edge.control.store import Settings
 from edge.deployment import Deployment
 from edge.node.identity import EdgeIdentity
 from edge.node.node import NodeSettings
@@ -84,16 +86,21 @@ class Material:
         return _FixedIdentity(self.configure_server_cert)
 
 
-async def edge_deployment(material: Material, nursery, node: str, *, tickets: int = 0) -> Deployment:
+async def edge_deployment(material: Material, nursery, node: str, *, tickets: int = 0,
+                          extra_cas: Sequence[str] = ()) -> Deployment:
     """A running deployment whose node `node` enforces the bench's tenant CA on HOST (a block
-    rule for unverified requests, so every row's request goes through the rules)."""
-    deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=material.identity())
+    rule for unverified requests, so every row's request goes through the rules); `extra_cas`
+    (PEM) are associated with HOST as well."""
+    settings = Settings(ca_quota={Plan.ENTERPRISE: 1 + len(extra_cas)})  # 5 is the default
+    deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=material.identity(),
+                            settings=settings)
     await deployment.start_in(nursery)
     plane = deployment.plane
     account = await plane.submit(c.CreateAccount("bench"))
     zone = await plane.submit(c.CreateZone(account.id, ZONE))
-    ca = await plane.submit(c.UploadCaCertificate(account.id, material.tenant_ca.read_text()))
-    await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
+    for pem in (material.tenant_ca.read_text(), *extra_cas):
+        ca = await plane.submit(c.UploadCaCertificate(account.id, pem))
+        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
     rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
     await plane.submit(c.PutCustomRules(zone.id, [rule]))
     await deployment.add_node(node, settings=NodeSettings(num_tickets=tickets))

@@ -28,6 +28,7 @@ from edge.pki.issuer import Authority
 BASELINE = "stdlib-membio"
 WORKERS_ROW = "edge-tcp-workers"  # named edge-tcp-workers-N in the report
 PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the workers' yardstick
+CA_COUNTS = (1, 5, 50)
 TRANSPORT_ROWS = {"edge-transport", "trio-sslstream"}  # handshakes only: what `transport` brings
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
 SECTIONS = ("edge-inmemory", "transport", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
@@ -107,14 +108,18 @@ def _resumption(material: Material, seconds: float) -> dict[str, Callable[[], fl
 
 
 def _ca_count(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
-    """The raw loop with 1, 5 and 50 CAs trusted on the one hostname."""
+    """1, 5 and 50 CAs trusted on the one hostname: in the raw loop, and associated with the
+    hostname on the edge (edge-inmemory)."""
     client = material.client_context()
     others = [Authority.root({"CN": f"bench extra CA {i}"}).certificate_pem for i in range(49)]
-    return {
-        f"cas-{count}": (lambda context=inprocess.trusting(material, others[: count - 1]):
-                         inprocess.membio_rate(context, client, seconds))
-        for count in (1, 5, 50)
-    }
+    measures: dict[str, Callable[[], float]] = {}
+    for count in CA_COUNTS:
+        extra = others[: count - 1]
+        measures[f"cas-{count}"] = (lambda context=inprocess.trusting(material, extra):
+                                    inprocess.membio_rate(context, client, seconds))
+        measures[f"edge-cas-{count}"] = (lambda extra=extra: inprocess.edge_inmemory_rate(
+            material, seconds, extra_cas=extra))
+    return measures
 
 
 def _extras(material: Material, seconds: float, rounds: int,
@@ -217,7 +222,10 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
                                       / extras["edge-no-tickets"], 3),
         }
     if "cas-1" in extras:
-        report["ca_count"] = {f"{n}": round(extras[f"cas-{n}"], 1) for n in (1, 5, 50)}
+        report["ca_count"] = {
+            where: {f"{n}": round(extras[f"{prefix}cas-{n}"], 1) for n in CA_COUNTS}
+            for where, prefix in (("raw_loop", ""), ("edge_inmemory", "edge-"))
+        }
     return {
         **report,
         "settings": {**settings, "key": material.key_type, "tls": material.tls},
@@ -264,8 +272,10 @@ def render(report: dict, console: Console) -> None:
             f"x{resumption['edge_ticket_cost']:.2f} (the edge issues none by default)"
         )
     if "ca_count" in report:
-        console.print("CAs trusted on one hostname (raw loop): " + ", ".join(
-            f"{n}: {rate:.0f}/s" for n, rate in report["ca_count"].items()))
+        console.print("CAs trusted on one hostname: " + "; ".join(
+            f"{where.replace('_', ' ')} " + ", ".join(f"{n}: {rate:.0f}/s"
+                                                     for n, rate in rates.items())
+            for where, rates in report["ca_count"].items()))
     if "workers_scaling" in report:
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
                       f"on {report['machine']['cpus']} CPUs (clients share the machine)")
