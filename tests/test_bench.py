@@ -25,9 +25,12 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     assert report["machine_scaling"] > 0 and report["workers_scaling"] > 0
     bound = report["workers_bound"]
     assert bound["handshakes_per_s"] > 0 and bound["ratio_to_edge_tcp"] > 0 and bound["cpus"] >= 1
-    for row in report["rows"]:
+    for row in report["rows"][1:]:
         assert row["handshakes_per_s"] > 0 and len(row["runs"]) == 1
         assert row["ratio_to_stdlib_membio"] > 0
+    # the baseline before the first row and after each row: every row's ratio is to the two
+    # runs around it
+    assert len(report["rows"][0]["runs"]) == len(report["rows"])
     tcp_rows = [row for row in report["rows"]
                 if row["name"] not in (*names[:4], "membio-parallel-2")]
     for row in tcp_rows:  # what each TCP round cost the server and the load generator

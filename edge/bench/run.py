@@ -1,8 +1,10 @@
 """`edge bench`: every row measured in turn, `rounds` times, with the same certificates.
 
-Each row's figure is the median of its rounds; rows are ratios of `stdlib-membio` (and the TCP
-rows of `asyncio-tcp` and `openssl-s_server` too), measured in the same invocation, so a noisy,
-shared machine moves numerator and denominator alike.
+Each row's figure is the median of its rounds. Its ratio to `stdlib-membio` is the median over
+the rounds of its rate over the raw loop's, measured just before and just after it (the baseline
+brackets every row), so a noisy, shared machine whose speed drifts moves numerator and
+denominator alike. The TCP rows' ratios to `asyncio-tcp` and `openssl-s_server` are of medians
+measured in the same invocation.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from edge.pki.issuer import Authority
 BASELINE = "stdlib-membio"
 WORKERS_ROW = "edge-tcp-workers"  # named edge-tcp-workers-N in the report
 PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the workers' yardstick
+# The baseline runs before the first row of a round and after every row, this long at most:
+# each row's ratio is to the mean of the two runs around it, so a machine whose speed drifts
+# during a round (shared machines do) moves numerator and denominator alike.
+BRACKET_SECONDS = 1.0
 CA_COUNTS = (1, 5, 50)
 TRANSPORT_ROWS = {"edge-transport", "trio-sslstream"}  # handshakes only: what `transport` brings
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
@@ -42,12 +48,14 @@ class Row:
     server_cpu_ms: list[float] = attrs.field(factory=list)  # TCP rows, where /proc tells
     load_busy: list[float] = attrs.field(factory=list)  # TCP rows
     load_cpu_ms: list[float] = attrs.field(factory=list)  # TCP rows
+    ratios: list[float] = attrs.field(factory=list)  # each run over the baseline around it
 
     @property
     def rate(self) -> float:
         return statistics.median(self.runs) if self.runs else 0.0
 
-    def add(self, result: float | tcp.Measured) -> None:
+    def add(self, result: float | tcp.Measured, baseline: float | None = None) -> None:
+        """One run; with `baseline` (the raw loop's rate measured around it), its ratio too."""
         if isinstance(result, tcp.Measured):
             self.load_busy.append(result.load_busy)
             self.load_cpu_ms.append(result.load_cpu_ms)
@@ -55,6 +63,8 @@ class Row:
                 self.server_cpu_ms.append(result.server_cpu_ms)
             result = result.rate
         self.runs.append(result)
+        if baseline:
+            self.ratios.append(result / baseline)
 
 
 def _median(values: list[float], digits: int) -> float | None:
@@ -71,7 +81,7 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
                                    concurrency)
 
     rows: dict[str, Callable[[], float | tcp.Measured]] = {
-        BASELINE: lambda: inprocess.membio_rate(server, client, seconds),
+        BASELINE: lambda: inprocess.membio_rate(server, client, min(seconds, BRACKET_SECONDS)),
         "edge-inmemory": lambda: inprocess.edge_inmemory_rate(material, seconds, concurrency),
         "edge-transport": lambda: inprocess.handshake_pairs_rate(
             inprocess.channel_pair, server, client, seconds, concurrency),
@@ -123,8 +133,8 @@ def _ca_count(material: Material, seconds: float) -> dict[str, Callable[[], floa
 
 
 def _extras(material: Material, seconds: float, rounds: int,
-            only: frozenset[str]) -> dict[str, float]:
-    """Medians of the chosen extra measures."""
+             only: frozenset[str]) -> dict[str, list[float]]:
+    """Each chosen extra measure's runs, one per round, measured in turn within each round."""
     measures = {
         **(_resumption(material, seconds) if "resumption" in only else {}),
         **(_ca_count(material, seconds) if "cas" in only else {}),
@@ -133,7 +143,13 @@ def _extras(material: Material, seconds: float, rounds: int,
     for _ in range(rounds):
         for name, measure in measures.items():
             runs[name].append(measure())
-    return {name: statistics.median(values) for name, values in runs.items()}
+    return runs
+
+
+def _paired(extras: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median over the rounds of one measure's rate over another's in the same round."""
+    pairs = zip(extras[numerator], extras[denominator])
+    return round(statistics.median(a / b for a, b in pairs), 3)
 
 
 def measure_all(material: Material, *, seconds: float, rounds: int, concurrency: int,
@@ -144,10 +160,18 @@ def measure_all(material: Material, *, seconds: float, rounds: int, concurrency:
     progress("warming up")
     inprocess.membio_rate(material.server_context(), material.client_context(), min(seconds, 0.5))
 
+    baseline = measures.pop(BASELINE)
     for round_ in range(rounds):
+        progress(f"round {round_ + 1}/{rounds}: {BASELINE}")
+        before = baseline()
+        rows[BASELINE].add(before)
         for name, measure in measures.items():
             progress(f"round {round_ + 1}/{rounds}: {name}")
-            rows[name].add(measure())
+            result = measure()
+            after = baseline()
+            rows[BASELINE].add(after)
+            rows[name].add(result, baseline=(before + after) / 2)
+            before = after
     if only & {"resumption", "cas"}:
         progress("resumption and CA count")
     extras = _extras(material, seconds, rounds, only)
@@ -181,7 +205,7 @@ def workers_bound(edge_tcp: Row, workers: int, cpus: int) -> dict | None:
             "cpus": cpus}
 
 
-def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings) -> dict:
+def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **settings) -> dict:
     base, asyncio_row = rows[BASELINE], rows.get("asyncio-tcp")
     openssl_row = rows.get("openssl-s_server")
     out = []
@@ -190,7 +214,8 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             "name": row.name,
             "handshakes_per_s": round(row.rate, 1),
             "runs": [round(r, 1) for r in row.runs],
-            "ratio_to_stdlib_membio": _ratio(row.rate, base),
+            "ratio_to_stdlib_membio": (round(statistics.median(row.ratios), 3) if row.ratios
+                                       else _ratio(row.rate, base)),
         }
         if row.load_busy:  # the loopback TCP rows
             entry["ratio_to_asyncio_tcp"] = _ratio(row.rate, asyncio_row)
@@ -208,22 +233,23 @@ def _report(material, rows: dict[str, Row], extras: dict[str, float], **settings
             report["workers_bound"] = bound
     parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
     if parallel is not None:
-        report["machine_scaling"] = _ratio(parallel.rate, base)
+        report["machine_scaling"] = round(statistics.median(parallel.ratios), 3)
     if "resumed" in extras:
+        rate = {name: statistics.median(runs) for name, runs in extras.items()}
         report["resumption"] = {
-            "full_handshakes_per_s": round(extras["full-with-tickets"], 1),
-            "resumed_per_s": round(extras["resumed"], 1),
-            "ratio": round(extras["resumed"] / extras["full-with-tickets"], 3),
-            "edge_no_tickets_per_s": round(extras["edge-no-tickets"], 1),
-            "edge_full_with_tickets_per_s": round(extras["edge-full-with-tickets"], 1),
-            "edge_resumed_per_s": round(extras["edge-resumed"], 1),
-            "edge_ratio": round(extras["edge-resumed"] / extras["edge-full-with-tickets"], 3),
-            "edge_ticket_cost": round(extras["edge-full-with-tickets"]
-                                      / extras["edge-no-tickets"], 3),
+            "full_handshakes_per_s": round(rate["full-with-tickets"], 1),
+            "resumed_per_s": round(rate["resumed"], 1),
+            "ratio": _paired(extras, "resumed", "full-with-tickets"),
+            "edge_no_tickets_per_s": round(rate["edge-no-tickets"], 1),
+            "edge_full_with_tickets_per_s": round(rate["edge-full-with-tickets"], 1),
+            "edge_resumed_per_s": round(rate["edge-resumed"], 1),
+            "edge_ratio": _paired(extras, "edge-resumed", "edge-full-with-tickets"),
+            "edge_ticket_cost": _paired(extras, "edge-full-with-tickets", "edge-no-tickets"),
         }
     if "cas-1" in extras:
         report["ca_count"] = {
-            where: {f"{n}": round(extras[f"{prefix}cas-{n}"], 1) for n in CA_COUNTS}
+            where: {f"{n}": round(statistics.median(extras[f"{prefix}cas-{n}"]), 1)
+                    for n in CA_COUNTS}
             for where, prefix in (("raw_loop", ""), ("edge_inmemory", "edge-"))
         }
     return {
