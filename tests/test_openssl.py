@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 import tls_pairs as tp
+from edge.node import identity
 from edge.pki import openssl
 
 NOW = datetime.now(timezone.utc)
@@ -293,3 +295,56 @@ def test_records_are_cleaned_up(pki: dict) -> None:
     del server
     gc.collect()
     assert openssl.pending_records() == 0
+
+
+# ------------------------------------------------------------------ server credentials
+
+
+def _verifying_client(root: trustme.CA) -> ssl.SSLContext:
+    """A client that verifies the server's certificate and name against `root` only."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    root.configure_trust(ctx)
+    return ctx
+
+
+def _credential_context(credential: openssl.ServerCredential) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    credential.configure(ctx)
+    return ctx
+
+
+def test_server_credential_presents_its_chain_from_every_context() -> None:
+    root = trustme.CA()
+    leaf = root.create_child_ca().issue_cert("edge.test")  # chain: leaf, intermediate
+    credential = identity.credential(leaf)
+    contexts = [_credential_context(credential) for _ in range(3)]
+    del credential  # each context holds its own references
+    gc.collect()
+    for ctx in contexts:
+        hs = tp.handshake(_verifying_client(root), ctx, server_hostname="edge.test")
+        # the client trusts only the root: it verified because the intermediate was sent
+        assert hs.client_error is None and hs.server_error is None
+        assert hs.client.getpeercert(binary_form=True) == tp.der(leaf.cert_chain_pems[0])
+
+
+def test_server_credential_refuses_a_foreign_key_and_garbage() -> None:
+    ca = trustme.CA()
+    mine, other = identity.credential(ca.issue_cert("a.test")), ca.issue_cert("b.test")
+    chain = [tp.der(other.cert_chain_pems[0])]
+    foreign = openssl.ServerCredential(chain, _key_der(ca.issue_cert("c.test")))
+    with pytest.raises(ValueError, match="does not match"):
+        _credential_context(foreign)
+    with pytest.raises(ValueError, match="not a DER private key"):
+        openssl.ServerCredential(chain, b"not a key")
+    with pytest.raises(ValueError, match="not a DER X.509"):
+        openssl.ServerCredential([b"not a certificate"], _key_der(other))
+    with pytest.raises(ValueError, match="needs a certificate"):
+        openssl.ServerCredential([], _key_der(other))
+    assert openssl._fn("ERR_peek_error", ctypes.c_ulong)() == 0
+    _credential_context(mine)  # a good credential still configures after the failures
+
+
+def _key_der(leaf: trustme.LeafCert) -> bytes:
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())

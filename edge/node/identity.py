@@ -12,8 +12,10 @@ import ssl
 from collections.abc import Callable
 
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 from edge.control.snapshot import EdgeConfig
+from edge.pki import openssl
 
 NO_ZONES = ("edge.invalid",)
 
@@ -33,9 +35,19 @@ class EdgeIdentity:
 
     @functools.lru_cache(maxsize=8)
     def configurer(self, names: tuple[str, ...]) -> Callable[[ssl.SSLContext], None]:
-        """What loads a certificate for these names into a server context."""
-        return self.ca.issue_cert(*names).configure_cert
+        """What makes a server context present a certificate for these names. Decoded once:
+        a node builds a context per trust set, and all of them present this certificate."""
+        return credential(self.ca.issue_cert(*names)).configure
 
     def configure_trust(self, context: ssl.SSLContext) -> None:
         """Make a client context trust the edge's server certificates."""
         self.ca.configure_trust(context)
+
+
+def credential(leaf: trustme.LeafCert) -> openssl.ServerCredential:
+    """A trustme certificate (with its chain and key) as OpenSSL objects decoded once."""
+    chain = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode("ascii")) for pem in leaf.cert_chain_pems]
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    key_der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return openssl.ServerCredential(chain, key_der)
