@@ -78,23 +78,39 @@ def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
                             seed=seed, quiet=quiet))
 
 
-def _bench_sections(ctx, param, value: str | None) -> frozenset[str]:
+# Row names the table prints that --only takes too, for the section that measures them.
+_ROW_SECTIONS = {"edge-transport": "transport", "trio-sslstream": "transport",
+                 "membio-parallel": "edge-tcp-workers"}
+_NUMBERED = re.compile(r"^(edge-tcp-workers|membio-parallel)-(\d+)$")
+
+
+def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
+    """--only's names as the bench's sections; a row's name as the table prints it is taken
+    too (edge-tcp-workers-N and membio-parallel-N only with N = --workers)."""
     from edge.bench.run import SECTIONS
 
     if value is None:
         return frozenset(SECTIONS)
-    names = {re.sub(r"^(edge-tcp-workers)-\d+$", r"\1", name.strip())  # as the table names it
-             for name in value.split(",") if name.strip()}
-    unknown = sorted(names - set(SECTIONS))
-    if unknown or not names:
+    sections = set()
+    for name in filter(None, (part.strip() for part in value.split(","))):
+        numbered = _NUMBERED.match(name)
+        if numbered:
+            if int(numbered[2]) != workers:
+                raise click.BadParameter(f"{name} needs --workers {numbered[2]} (it is "
+                                         f"{workers})", param_hint="'--only'")
+            name = numbered[1]
+        sections.add(_ROW_SECTIONS.get(name, name))
+    unknown = sorted(sections - set(SECTIONS))
+    if unknown or not sections:
         raise click.BadParameter(f"unknown {', '.join(unknown) or '(empty)'}; expected some of "
-                                 f"{', '.join(SECTIONS)}")
-    return frozenset(names)
+                                 f"{', '.join(SECTIONS)}", param_hint="'--only'")
+    return frozenset(sections)
 
 
 @main.command("bench")
 @click.option("--seconds", type=float, default=3.0, show_default=True,
-              help="Length of one measurement of one row.")
+              help="Length of one measurement of one row (the raw-loop runs around each row "
+                   "take at most 1 s).")
 @click.option("--rounds", type=int, default=3, show_default=True,
               help="Measurements per row; the figure is their median.")
 @click.option("--key", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
@@ -106,12 +122,13 @@ def _bench_sections(ctx, param, value: str | None) -> frozenset[str]:
               help="Edge worker processes on one port (SO_REUSEPORT) for the last row.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rows and extras as JSON.")
-@click.option("--only", callback=_bench_sections, metavar="NAMES",
+@click.option("--only", metavar="NAMES",
               help="Comma-separated rows and extras to measure, of: edge-inmemory, transport, "
                    "edge-tcp, asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
                    "(stdlib-membio always runs: every figure is a ratio of it; transport brings "
                    "edge-transport and trio-sslstream; edge-tcp-workers brings "
-                   "membio-parallel). Default: all.")
+                   "membio-parallel). The row names the table prints are taken too. "
+                   "Default: all.")
 @click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
 def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quiet) -> None:
     """Measure full mutual-TLS handshakes per second of the edge and of baselines, side by side.
@@ -130,8 +147,9 @@ def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quie
     if seconds <= 0 or rounds < 1 or concurrency < 1 or workers < 1:
         raise click.BadParameter("--seconds must be above 0; --rounds, --concurrency and "
                                  "--workers at least 1")
+    sections = _bench_sections(only, workers)
     sys.exit(run_bench(seconds=seconds, rounds=rounds, key=key, tls=tls, json_path=json_path,
-                       concurrency=concurrency, workers=workers, only=only, quiet=quiet))
+                       concurrency=concurrency, workers=workers, only=sections, quiet=quiet))
 
 
 @main.command("conformance")

@@ -43,6 +43,8 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     for rates in report["ca_count"].values():
         assert set(rates) == {"1", "5", "50"} and all(rate > 0 for rate in rates.values())
     assert set(report["ca_count"]) == {"raw_loop", "edge_inmemory"}
+    for ratios in report["ca_count_ratio_to_1"].values():
+        assert set(ratios) == {"5", "50"} and all(ratio > 0 for ratio in ratios.values())
     assert report["resumption"]["resumed_per_s"] > 0
     assert report["settings"]["key"] == "ec" and report["settings"]["tls"] == "1.3"
 
@@ -77,6 +79,10 @@ def test_workers_bound_is_what_the_shared_cores_allow():
                                              "ratio_to_edge_tcp": 2.0, "cpus": 2}
     # one worker on 4 cores: the worker itself is the limit
     assert workers_bound(edge_tcp, 1, 4)["handshakes_per_s"] == 1000.0
+    # eight workers on eight cores: the load generator, one process at 2 ms, does 500/s
+    slow_load = Row("edge-tcp", runs=[400.0], server_cpu_ms=[1.0], load_cpu_ms=[2.0])
+    assert workers_bound(slow_load, 8, 8) == {"handshakes_per_s": 500.0,
+                                              "ratio_to_edge_tcp": 1.25, "cpus": 8}
     assert workers_bound(Row("edge-tcp", runs=[500.0]), 2, 2) is None  # no CPU figures
 
 
@@ -90,3 +96,46 @@ def test_edge_bench_transport_rows_come_with_the_baseline_only(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [row["name"] for row in rows] == ["stdlib-membio", "edge-transport", "trio-sslstream"]
     assert all(row["handshakes_per_s"] > 0 for row in rows)
+
+
+def test_only_takes_the_row_names_the_table_prints(tmp_path):
+    from edge.cli import _bench_sections
+
+    assert _bench_sections("edge-transport,trio-sslstream", 2) == {"transport"}
+    assert _bench_sections("membio-parallel-2, edge-tcp-workers-2", 2) == {"edge-tcp-workers"}
+    refused = CliRunner().invoke(main, ["bench", "--workers", "2", "--only", "edge-tcp-workers-7"])
+    assert refused.exit_code == 2 and "needs --workers 7" in refused.output
+
+
+class _Fake:
+    """Deterministic rates handed out in order, one per call."""
+
+    def __init__(self, *rates: float) -> None:
+        self.rates = list(rates)
+
+    def __call__(self, *_args, **_kwargs) -> float:
+        return self.rates.pop(0)
+
+
+def test_each_ratio_is_to_the_raw_loop_around_its_run(monkeypatch):
+    """Two rounds of two rows with the raw loop drifting: every ratio is to the mean of the
+    baseline runs just before and after, and the figure is the median over the rounds."""
+    from edge.bench import run
+
+    baseline = _Fake(100, 200, 100,  # round 1: before a, after a (= before b), after b
+                     400, 400, 200)  # round 2
+    a, b = _Fake(150, 200), _Fake(75, 90)
+    measures = {run.BASELINE: baseline, "edge-inmemory": a, "edge-tcp-workers-2": b}
+    monkeypatch.setattr(run, "_rows", lambda *_args: dict(measures))
+    monkeypatch.setattr(run.inprocess, "membio_rate", lambda *_args: 1.0)  # the warm-up
+    material = type("M", (), {"key_type": "ec", "tls": "1.3", "server_context": lambda self: None,
+                              "client_context": lambda self: None})()
+    report = run.measure_all(material, seconds=1, rounds=2, concurrency=1, workers=2,
+                             only=frozenset({"edge-inmemory"}))
+    rows = {row["name"]: row for row in report["rows"]}
+    assert rows[run.BASELINE]["runs"] == [100, 200, 100, 400, 400, 200]
+    # a: 150 / 150 = 1.0, then 200 / 400 = 0.5; b: 75 / 150 = 0.5, then 90 / 300 = 0.3
+    assert rows["edge-inmemory"]["ratio_to_stdlib_membio"] == 0.75
+    assert rows["edge-tcp-workers-2"]["ratio_to_stdlib_membio"] == 0.4
+    assert rows[run.BASELINE]["ratio_to_stdlib_membio"] == 1.0
+    assert baseline.rates == a.rates == b.rates == []  # nothing measured twice or left out

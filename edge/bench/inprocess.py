@@ -7,7 +7,7 @@ edge node does the handshake (verify callback, simulated time, SNI context switc
 one HTTP request through its rules, and both events reach the collector.
 
 Two handshake-only rows say where edge-inmemory's time goes: `trio-sslstream` is the reference
-the issue names (trio's SSLStream pairs over trio's memory streams, two tasks per connection),
+(trio's SSLStream pairs over trio's memory streams, two tasks per connection),
 `edge-transport` the same over the simulator's own transport (TlsChannel over the in-memory
 pipe). What edge-inmemory loses beyond edge-transport is the per-connection work, not the
 transport.

@@ -35,7 +35,10 @@ PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the wor
 # during a round (shared machines do) moves numerator and denominator alike.
 BRACKET_SECONDS = 1.0
 CA_COUNTS = (1, 5, 50)
+CA_PLACES = (("raw_loop", ""), ("edge_inmemory", "edge-"))  # JSON key, prefix of its measures
+CA_TITLES = {"raw_loop": "raw loop", "edge_inmemory": "edge-inmemory"}
 TRANSPORT_ROWS = {"edge-transport", "trio-sslstream"}  # handshakes only: what `transport` brings
+EXTRA_TITLES = {"resumption": "TLS resumption", "cas": "CA count"}
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
 SECTIONS = ("edge-inmemory", "transport", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
             "resumption", "cas")
@@ -102,22 +105,26 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
             if name == BASELINE or name.removesuffix(f"-{workers}") in chosen}
 
 
-def _resumption(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
+def _resumption(material: Material, seconds: float,
+                concurrency: int) -> dict[str, Callable[[], float]]:
     """TLS resumption in the raw loop and on the edge, and what tickets cost the edge."""
     client = material.client_context()
     with_tickets = material.server_context(tickets=2)
+
+    def edge(**options) -> Callable[[], float]:
+        return lambda: inprocess.edge_inmemory_rate(material, seconds, concurrency, **options)
+
     return {
         "full-with-tickets": lambda: inprocess.membio_rate(with_tickets, client, seconds),
         "resumed": lambda: inprocess.membio_rate(with_tickets, client, seconds, resume=True),
-        "edge-no-tickets": lambda: inprocess.edge_inmemory_rate(material, seconds),
-        "edge-full-with-tickets": lambda: inprocess.edge_inmemory_rate(material, seconds,
-                                                                       tickets=2),
-        "edge-resumed": lambda: inprocess.edge_inmemory_rate(material, seconds, tickets=2,
-                                                             resume=True),
+        "edge-no-tickets": edge(),
+        "edge-full-with-tickets": edge(tickets=2),
+        "edge-resumed": edge(tickets=2, resume=True),
     }
 
 
-def _ca_count(material: Material, seconds: float) -> dict[str, Callable[[], float]]:
+def _ca_count(material: Material, seconds: float,
+              concurrency: int) -> dict[str, Callable[[], float]]:
     """1, 5 and 50 CAs trusted on the one hostname: in the raw loop, and associated with the
     hostname on the edge (edge-inmemory)."""
     client = material.client_context()
@@ -128,16 +135,16 @@ def _ca_count(material: Material, seconds: float) -> dict[str, Callable[[], floa
         measures[f"cas-{count}"] = (lambda context=inprocess.trusting(material, extra):
                                     inprocess.membio_rate(context, client, seconds))
         measures[f"edge-cas-{count}"] = (lambda extra=extra: inprocess.edge_inmemory_rate(
-            material, seconds, extra_cas=extra))
+            material, seconds, concurrency, extra_cas=extra))
     return measures
 
 
-def _extras(material: Material, seconds: float, rounds: int,
-             only: frozenset[str]) -> dict[str, list[float]]:
+def _extras(material: Material, seconds: float, rounds: int, concurrency: int,
+            only: frozenset[str]) -> dict[str, list[float]]:
     """Each chosen extra measure's runs, one per round, measured in turn within each round."""
     measures = {
-        **(_resumption(material, seconds) if "resumption" in only else {}),
-        **(_ca_count(material, seconds) if "cas" in only else {}),
+        **(_resumption(material, seconds, concurrency) if "resumption" in only else {}),
+        **(_ca_count(material, seconds, concurrency) if "cas" in only else {}),
     }
     runs: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(rounds):
@@ -146,10 +153,17 @@ def _extras(material: Material, seconds: float, rounds: int,
     return runs
 
 
-def _paired(extras: dict[str, list[float]], numerator: str, denominator: str) -> float:
+def _paired_runs(numerator: list[float], denominator: list[float]) -> float:
     """The median over the rounds of one measure's rate over another's in the same round."""
-    pairs = zip(extras[numerator], extras[denominator])
-    return round(statistics.median(a / b for a, b in pairs), 3)
+    return round(statistics.median(a / b for a, b in zip(numerator, denominator)), 3)
+
+
+def _paired(extras: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    return _paired_runs(extras[numerator], extras[denominator])
+
+
+def _paired_rows(numerator: Row, denominator: Row) -> float:
+    return _paired_runs(numerator.runs, denominator.runs)
 
 
 def measure_all(material: Material, *, seconds: float, rounds: int, concurrency: int,
@@ -172,9 +186,11 @@ def measure_all(material: Material, *, seconds: float, rounds: int, concurrency:
             rows[BASELINE].add(after)
             rows[name].add(result, baseline=(before + after) / 2)
             before = after
-    if only & {"resumption", "cas"}:
-        progress("resumption and CA count")
-    extras = _extras(material, seconds, rounds, only)
+    chosen_extras = [name for name in ("resumption", "cas") if name in only]
+    if chosen_extras:
+        progress(f"{' and '.join(EXTRA_TITLES[name] for name in chosen_extras)}, "
+                 f"{rounds} round(s)")
+    extras = _extras(material, seconds, rounds, concurrency, only)
     return _report(material, rows, extras, seconds=seconds, rounds=rounds,
                    concurrency=concurrency, workers=workers)
 
@@ -195,12 +211,13 @@ def usable_cpus() -> int:
 def workers_bound(edge_tcp: Row, workers: int, cpus: int) -> dict | None:
     """The most `workers` edge processes could reach on `cpus` cores that the load generator
     shares, from edge-tcp's measured CPU per handshake: S on the server, C in the load
-    generator. N workers run at most N/S; all the cores together at most cpus/(S+C). Perfect
-    sharing is assumed, so the real figure stays below this."""
+    generator. N workers run at most N/S; the load generator, one process, at most 1/C; all the
+    cores together at most cpus/(S+C). Perfect sharing is assumed, so the real figure stays
+    below this."""
     if not edge_tcp.server_cpu_ms or not edge_tcp.load_cpu_ms or not edge_tcp.rate:
         return None
     server, load = statistics.median(edge_tcp.server_cpu_ms), statistics.median(edge_tcp.load_cpu_ms)
-    rate = min(workers / server, cpus / (server + load)) * 1e3
+    rate = min(workers / server, 1 / load, cpus / (server + load)) * 1e3
     return {"handshakes_per_s": round(rate, 1), "ratio_to_edge_tcp": round(rate / edge_tcp.rate, 3),
             "cpus": cpus}
 
@@ -214,8 +231,8 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
             "name": row.name,
             "handshakes_per_s": round(row.rate, 1),
             "runs": [round(r, 1) for r in row.runs],
-            "ratio_to_stdlib_membio": (round(statistics.median(row.ratios), 3) if row.ratios
-                                       else _ratio(row.rate, base)),
+            "ratio_to_stdlib_membio": (1.0 if row is base
+                                       else round(statistics.median(row.ratios), 3)),
         }
         if row.load_busy:  # the loopback TCP rows
             entry["ratio_to_asyncio_tcp"] = _ratio(row.rate, asyncio_row)
@@ -227,7 +244,7 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
     workers_row = rows.get(f"{WORKERS_ROW}-{settings['workers']}")
     report: dict = {"rows": out}
     if workers_row is not None and "edge-tcp" in rows:
-        report["workers_scaling"] = _ratio(workers_row.rate, rows["edge-tcp"])
+        report["workers_scaling"] = _paired_rows(workers_row, rows["edge-tcp"])
         bound = workers_bound(rows["edge-tcp"], settings["workers"], usable_cpus())
         if bound is not None:
             report["workers_bound"] = bound
@@ -250,7 +267,12 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
         report["ca_count"] = {
             where: {f"{n}": round(statistics.median(extras[f"{prefix}cas-{n}"]), 1)
                     for n in CA_COUNTS}
-            for where, prefix in (("raw_loop", ""), ("edge_inmemory", "edge-"))
+            for where, prefix in CA_PLACES
+        }
+        report["ca_count_ratio_to_1"] = {
+            where: {f"{n}": _paired(extras, f"{prefix}cas-{n}", f"{prefix}cas-1")
+                    for n in CA_COUNTS[1:]}
+            for where, prefix in CA_PLACES
         }
     return {
         **report,
@@ -259,6 +281,7 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
             "python": platform.python_version(),
             "openssl": ssl.OPENSSL_VERSION,
             "cpus": os.cpu_count(),
+            "usable_cpus": usable_cpus(),
         },
     }
 
@@ -280,12 +303,18 @@ def render(report: dict, console: Console) -> None:
                       fmt(row.get("server_cpu_ms_per_handshake")),
                       fmt(row.get("load_generator_busy")))
     console.print(table)
-    console.print("[dim]x membio / asyncio / openssl: ratios to stdlib-membio, asyncio-tcp and "
-                  "openssl-s_server. TCP rows: server ms/hs is the server processes' CPU per "
-                  "handshake, which compares servers whatever the pace; load busy near 1.00 "
-                  "means the load generator (on the same cores) set the pace. edge-transport and "
-                  "trio-sslstream do handshakes only (no verdict, request or event): the "
-                  "simulator's transport against trio's SSLStream.[/dim]")
+    names = {row["name"] for row in report["rows"]}
+    legend = ("x membio: each run over the raw loop measured just before and after it, median "
+              "of the rounds; x asyncio / openssl: ratios to the medians of asyncio-tcp and "
+              "openssl-s_server.")
+    if any("load_generator_busy" in row for row in report["rows"]):
+        legend += (" TCP rows: server ms/hs is the server processes' CPU per handshake, which "
+                   "compares servers whatever the pace; load busy near 1.00 means the load "
+                   "generator (on the same cores) set the pace.")
+    if names & TRANSPORT_ROWS:
+        legend += (" edge-transport and trio-sslstream do handshakes only (no verdict, request "
+                   "or event): the simulator's transport against trio's SSLStream.")
+    console.print(f"[dim]{legend}[/dim]")
     resumption = report.get("resumption")
     if resumption:
         console.print(
@@ -299,12 +328,14 @@ def render(report: dict, console: Console) -> None:
         )
     if "ca_count" in report:
         console.print("CAs trusted on one hostname: " + "; ".join(
-            f"{where.replace('_', ' ')} " + ", ".join(f"{n}: {rate:.0f}/s"
-                                                     for n, rate in rates.items())
-            for where, rates in report["ca_count"].items()))
+            f"{CA_TITLES[where]} " + ", ".join(
+                f"{n}: {rate:.0f}/s" + (f" (x{ratios[n]:.2f} of 1)" if n in ratios else "")
+                for n, rate in rates.items())
+            for (where, rates), ratios in zip(report["ca_count"].items(),
+                                              report["ca_count_ratio_to_1"].values())))
     if "workers_scaling" in report:
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
-                      f"on {report['machine']['cpus']} CPUs (clients share the machine)")
+                      f"on {report['machine']['usable_cpus']} CPUs (clients share the machine)")
     if "workers_bound" in report:
         bound = report["workers_bound"]
         console.print(f"at most x{bound['ratio_to_edge_tcp']:.2f} over edge-tcp could show here: "
@@ -312,8 +343,8 @@ def render(report: dict, console: Console) -> None:
                       f"{bound['cpus']} CPUs (from edge-tcp's server and load CPU per handshake)")
     if "machine_scaling" in report:
         console.print(f"the raw loop in {report['settings']['workers']} processes at once runs "
-                      f"x{report['machine_scaling']:.2f} of one: the cores' own scaling, the "
-                      f"workers row's ceiling")
+                      f"x{report['machine_scaling']:.2f} of one: how far the cores themselves "
+                      f"scale")
 
 
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
