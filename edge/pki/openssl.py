@@ -427,11 +427,7 @@ def add_crls(context: ssl.SSLContext, crl_ders: Sequence[bytes]) -> None:
     cases carry CRLs; the edge takes none). ValueError for a CRL OpenSSL cannot parse."""
     store = SSL_CTX_get_cert_store(ssl_ctx_pointer(context))
     for der in crl_ders:
-        pointer = c_void_p(ctypes.cast(c_char_p(der), c_void_p).value)
-        crl = d2i_X509_CRL(None, byref(pointer), len(der))
-        if not crl:
-            ERR_clear_error()
-            raise ValueError("edge.pki.openssl: not a DER CRL")
+        crl = _decode(d2i_X509_CRL, der, "CRL")
         added = X509_STORE_add_crl(store, crl)  # takes its own reference
         X509_CRL_free(crl)
         if not added:
@@ -650,22 +646,22 @@ def _template(like: ssl.SSLContext | None) -> ssl.SSLContext:
     return _default_like
 
 
-def _load_x509(der: bytes) -> int:
+def _decode(d2i, der: bytes, what: str) -> int:
+    """An OpenSSL object decoded from DER by a ``d2i_*`` function (the caller frees it)."""
     p = c_void_p(ctypes.cast(c_char_p(der), c_void_p).value)
-    x = d2i_X509(None, byref(p), len(der))
-    if not x:
+    decoded = d2i(None, byref(p), len(der))
+    if not decoded:
         ERR_clear_error()
-        raise ValueError("edge.pki.openssl: not a DER X.509 certificate")
-    return x
+        raise ValueError(f"edge.pki.openssl: not a DER {what}")
+    return decoded
+
+
+def _load_x509(der: bytes) -> int:
+    return _decode(d2i_X509, der, "X.509 certificate")
 
 
 def _load_private_key(der: bytes) -> int:
-    p = c_void_p(ctypes.cast(c_char_p(der), c_void_p).value)
-    key = d2i_AutoPrivateKey(None, byref(p), len(der))
-    if not key:
-        ERR_clear_error()
-        raise ValueError("edge.pki.openssl: not a DER private key")
-    return key
+    return _decode(d2i_AutoPrivateKey, der, "private key")
 
 
 def _fill_store(store: int, trusted_ders: Sequence[bytes], tmpl: int) -> None:
