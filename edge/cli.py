@@ -120,6 +120,10 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
               help="Concurrent client connections.")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="CPU count",
               help="Edge worker processes on one port (SO_REUSEPORT) for the last row.")
+@click.option("--load-processes", type=int,
+              show_default="CPU count, at most --concurrency",
+              help="Processes the TCP rows' load generator runs, sharing --concurrency: one "
+                   "reaches about a core's worth of handshakes, too few for several workers.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the rows and extras as JSON.")
 @click.option("--only", metavar="NAMES",
@@ -130,7 +134,8 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
                    "membio-parallel). The row names the table prints are taken too. "
                    "Default: all.")
 @click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
-def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quiet) -> None:
+def bench(seconds, rounds, key, tls, concurrency, workers, load_processes, json_path, only,
+          quiet) -> None:
     """Measure full mutual-TLS handshakes per second of the edge and of baselines, side by side.
 
     Rows: stdlib-membio (raw SSLObject loop, the baseline), edge-inmemory (the simulator's
@@ -147,9 +152,15 @@ def bench(seconds, rounds, key, tls, concurrency, workers, json_path, only, quie
     if seconds <= 0 or rounds < 1 or concurrency < 1 or workers < 1:
         raise click.BadParameter("--seconds must be above 0; --rounds, --concurrency and "
                                  "--workers at least 1")
+    if load_processes is None:
+        load_processes = min(os.cpu_count() or 1, concurrency)
+    if not 1 <= load_processes <= concurrency:
+        raise click.BadParameter(f"from 1 to --concurrency ({concurrency}), got {load_processes}",
+                                 param_hint="'--load-processes'")
     sections = _bench_sections(only, workers)
     sys.exit(run_bench(seconds=seconds, rounds=rounds, key=key, tls=tls, json_path=json_path,
-                       concurrency=concurrency, workers=workers, only=sections, quiet=quiet))
+                       concurrency=concurrency, workers=workers, load_processes=load_processes,
+                       only=sections, quiet=quiet))
 
 
 @main.command("conformance")

@@ -14,7 +14,7 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, [
         "bench", "--seconds", "0.5", "--rounds", "1", "--workers", "2", "--concurrency", "4",
-        "--json", str(out), "--quiet",
+        "--load-processes", "2", "--json", str(out), "--quiet",
     ])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -47,6 +47,7 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
         assert set(ratios) == {"5", "50"} and all(ratio > 0 for ratio in ratios.values())
     assert report["resumption"]["resumed_per_s"] > 0
     assert report["settings"]["key"] == "ec" and report["settings"]["tls"] == "1.3"
+    assert report["settings"]["load_processes"] == 2
 
 
 def test_edge_bench_refuses_nonsense_options():
@@ -83,7 +84,17 @@ def test_workers_bound_is_what_the_shared_cores_allow():
     slow_load = Row("edge-tcp", runs=[400.0], server_cpu_ms=[1.0], load_cpu_ms=[2.0])
     assert workers_bound(slow_load, 8, 8) == {"handshakes_per_s": 500.0,
                                               "ratio_to_edge_tcp": 1.25, "cpus": 8}
+    # as many load processes as workers: the cores are the limit again
+    assert workers_bound(slow_load, 8, 8, load_processes=8)["handshakes_per_s"] == 2666.7
     assert workers_bound(Row("edge-tcp", runs=[500.0]), 2, 2) is None  # no CPU figures
+
+
+def test_load_processes_share_the_connections():
+    from edge.bench.tcp import shares
+
+    assert shares(16, 3) == [6, 5, 5] and shares(2, 2) == [1, 1] and shares(5, 1) == [5]
+    refused = CliRunner().invoke(main, ["bench", "--concurrency", "2", "--load-processes", "3"])
+    assert refused.exit_code == 2 and "--load-processes" in refused.output
 
 
 def test_edge_bench_transport_rows_come_with_the_baseline_only(tmp_path):

@@ -75,13 +75,13 @@ def _median(values: list[float], digits: int) -> float | None:
 
 
 def _rows(material: Material, seconds: float, concurrency: int, workers: int,
-          only: frozenset[str]) -> dict:
+          load_processes: int, only: frozenset[str]) -> dict:
     """Row name -> a function measuring one round, in the order they run."""
     server, client = material.server_context(), material.client_context()
 
     def tcp_row(target, count: int = 1):
         return lambda: tcp.measure(tcp.python_servers(target, material, count), material, seconds,
-                                   concurrency)
+                                   concurrency, load_processes)
 
     rows: dict[str, Callable[[], float | tcp.Measured]] = {
         BASELINE: lambda: inprocess.membio_rate(server, client, min(seconds, BRACKET_SECONDS)),
@@ -95,7 +95,8 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
     }
     openssl_start = tcp.openssl_server(material)
     if openssl_start is not None:
-        rows["openssl-s_server"] = lambda: tcp.measure(openssl_start, material, seconds, concurrency)
+        rows["openssl-s_server"] = lambda: tcp.measure(openssl_start, material, seconds,
+                                                       concurrency, load_processes)
     rows[f"{PARALLEL_ROW}-{workers}"] = lambda: machine.parallel_membio_rate(material, seconds,
                                                                            workers)
     rows[f"{WORKERS_ROW}-{workers}"] = tcp_row(tcp.edge_server_process, workers)
@@ -167,9 +168,9 @@ def _paired_rows(numerator: Row, denominator: Row) -> float:
 
 
 def measure_all(material: Material, *, seconds: float, rounds: int, concurrency: int,
-                workers: int, only: frozenset[str] = frozenset(SECTIONS),
+                workers: int, load_processes: int = 1, only: frozenset[str] = frozenset(SECTIONS),
                 progress: Callable[[str], None] = lambda _: None) -> dict:
-    measures = _rows(material, seconds, concurrency, workers, only)
+    measures = _rows(material, seconds, concurrency, workers, load_processes, only)
     rows = {name: Row(name) for name in measures}
     progress("warming up")
     inprocess.membio_rate(material.server_context(), material.client_context(), min(seconds, 0.5))
@@ -192,7 +193,7 @@ def measure_all(material: Material, *, seconds: float, rounds: int, concurrency:
                  f"{rounds} round(s)")
     extras = _extras(material, seconds, rounds, concurrency, only)
     return _report(material, rows, extras, seconds=seconds, rounds=rounds,
-                   concurrency=concurrency, workers=workers)
+                   concurrency=concurrency, workers=workers, load_processes=load_processes)
 
 
 def _ratio(rate: float, base: Row | None) -> float | None:
@@ -208,16 +209,15 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def workers_bound(edge_tcp: Row, workers: int, cpus: int) -> dict | None:
+def workers_bound(edge_tcp: Row, workers: int, cpus: int, load_processes: int = 1) -> dict | None:
     """The most `workers` edge processes could reach on `cpus` cores that the load generator
     shares, from edge-tcp's measured CPU per handshake: S on the server, C in the load
-    generator. N workers run at most N/S; the load generator, one process, at most 1/C; all the
-    cores together at most cpus/(S+C). Perfect sharing is assumed, so the real figure stays
-    below this."""
+    generator. N workers run at most N/S; K load processes at most K/C; all the cores together
+    at most cpus/(S+C). Perfect sharing is assumed, so the real figure stays below this."""
     if not edge_tcp.server_cpu_ms or not edge_tcp.load_cpu_ms or not edge_tcp.rate:
         return None
     server, load = statistics.median(edge_tcp.server_cpu_ms), statistics.median(edge_tcp.load_cpu_ms)
-    rate = min(workers / server, 1 / load, cpus / (server + load)) * 1e3
+    rate = min(workers / server, load_processes / load, cpus / (server + load)) * 1e3
     return {"handshakes_per_s": round(rate, 1), "ratio_to_edge_tcp": round(rate / edge_tcp.rate, 3),
             "cpus": cpus}
 
@@ -245,7 +245,8 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
     report: dict = {"rows": out}
     if workers_row is not None and "edge-tcp" in rows:
         report["workers_scaling"] = _paired_rows(workers_row, rows["edge-tcp"])
-        bound = workers_bound(rows["edge-tcp"], settings["workers"], usable_cpus())
+        bound = workers_bound(rows["edge-tcp"], settings["workers"], usable_cpus(),
+                              settings["load_processes"])
         if bound is not None:
             report["workers_bound"] = bound
     parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
@@ -339,7 +340,8 @@ def render(report: dict, console: Console) -> None:
     if "workers_bound" in report:
         bound = report["workers_bound"]
         console.print(f"at most x{bound['ratio_to_edge_tcp']:.2f} over edge-tcp could show here: "
-                      f"{report['settings']['workers']} workers and the load generator share "
+                      f"{report['settings']['workers']} workers and "
+                      f"{report['settings']['load_processes']} load process(es) share "
                       f"{bound['cpus']} CPUs (from edge-tcp's server and load CPU per handshake)")
     if "machine_scaling" in report:
         console.print(f"the raw loop in {report['settings']['workers']} processes at once runs "
@@ -348,14 +350,15 @@ def render(report: dict, console: Console) -> None:
 
 
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
-         concurrency: int, workers: int, only: frozenset[str] = frozenset(SECTIONS),
-         quiet: bool = False) -> int:
+         concurrency: int, workers: int, load_processes: int = 1,
+         only: frozenset[str] = frozenset(SECTIONS), quiet: bool = False) -> int:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
         material = make(Path(folder), key_type=key, tls=tls)
         progress = (lambda _: None) if quiet else (lambda text: console.print(f"[dim]{text}[/dim]"))
         report = measure_all(material, seconds=seconds, rounds=rounds, concurrency=concurrency,
-                             workers=workers, only=only, progress=progress)
+                             workers=workers, load_processes=load_processes, only=only,
+                             progress=progress)
     if not quiet:
         render(report, console)
     if json_path is not None:

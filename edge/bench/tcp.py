@@ -152,7 +152,7 @@ class Started:
 class Measured:
     rate: float  # handshakes (with one 200 answer each) per second
     server_cpu_ms: float | None  # the server processes' CPU per handshake, where /proc tells
-    load_busy: float  # the load generator's CPU seconds per second: near 1.0, it set the pace
+    load_busy: float  # CPU seconds per second of each load process: near 1.0, the load set the pace
     load_cpu_ms: float  # the load generator's CPU per handshake: the clients' share of the cores
 
 
@@ -168,29 +168,46 @@ def cpu_seconds(pids: tuple[int, ...]) -> float | None:
     return total
 
 
+def shares(concurrency: int, processes: int) -> list[int]:
+    """`concurrency` connections spread over `processes` load processes, none left empty."""
+    if not 1 <= processes <= concurrency:
+        raise ValueError(f"{processes} load processes cannot share {concurrency} connections")
+    return [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+
+
 def measure(start_server: Callable[[int], Started], material: Material,
-            seconds: float, concurrency: int) -> Measured:
-    """One round against the server `start_server` starts: its rate, and what it cost."""
+            seconds: float, concurrency: int, load_processes: int = 1) -> Measured:
+    """One round against the server `start_server` starts: its rate, and what it cost.
+
+    The load comes from `load_processes` processes at once (one asyncio loop each, the
+    connections shared among them): one process reaches at most about one core's worth of
+    handshakes, so a server of several workers needs as many to show what it can do."""
     port = free_port()
     server = start_server(port)
     try:
         _wait_for_port(port)
         out = _spawn.Queue()
-        loader = _spawn.Process(target=load_process, args=(material, port, seconds, concurrency, out),
-                                daemon=True)
+        loaders = [_spawn.Process(target=load_process,
+                                  args=(material, port, seconds, share, out), daemon=True)
+                   for share in shares(concurrency, load_processes)]
         before = cpu_seconds(server.pids)
-        loader.start()
         try:
-            ok, failed, elapsed, load_cpu = out.get(timeout=seconds + 120)
+            for loader in loaders:
+                loader.start()
+            results = [out.get(timeout=seconds + 120) for _ in loaders]
             after = cpu_seconds(server.pids)
         finally:
-            _end(loader)
+            for loader in loaders:
+                _end(loader)
     finally:
         server.stop()
+    ok, failed = sum(r[0] for r in results), sum(r[1] for r in results)
+    elapsed, load_cpu = max(r[2] for r in results), sum(r[3] for r in results)
     if ok == 0:
         raise RuntimeError(f"no handshake succeeded ({failed} failed)")
     server_cpu = None if before is None or after is None else (after - before) * 1e3 / ok
-    return Measured(ok / elapsed, server_cpu, load_cpu / elapsed, load_cpu * 1e3 / ok)
+    return Measured(ok / elapsed, server_cpu, load_cpu / elapsed / len(loaders),
+                    load_cpu * 1e3 / ok)
 
 
 def python_servers(target, material: Material, workers: int = 1):
