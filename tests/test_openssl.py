@@ -3,8 +3,10 @@ standalone verify. Agreement with handshakes on x509-limbo: test_limbo_equivalen
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
+import pickle
 import ssl
 import time
 from datetime import datetime, timedelta, timezone
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tls_pairs as tp
 from edge.node import identity
@@ -332,7 +335,7 @@ def test_server_credential_refuses_a_foreign_key_and_garbage() -> None:
     mine, other = identity.credential(ca.issue_cert("a.test")), ca.issue_cert("b.test")
     chain = [tp.der(other.cert_chain_pems[0])]
     foreign = openssl.ServerCredential(chain, _key_der(ca.issue_cert("c.test")))
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="refused the private key"):
         _credential_context(foreign)
     with pytest.raises(ValueError, match="not a DER private key"):
         openssl.ServerCredential(chain, b"not a key")
@@ -342,6 +345,42 @@ def test_server_credential_refuses_a_foreign_key_and_garbage() -> None:
         openssl.ServerCredential([], _key_der(other))
     assert openssl._fn("ERR_peek_error", ctypes.c_ulong)() == 0
     _credential_context(mine)  # a good credential still configures after the failures
+
+
+def test_server_credential_gives_openssls_reason_for_a_weak_key() -> None:
+    """Where load_cert_chain refuses a certificate, configure does too, saying why."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "weak.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    der_key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    weak = openssl.ServerCredential([cert.public_bytes(serialization.Encoding.DER)], der_key)
+    with pytest.raises(ValueError, match="refused the certificate: ee key too small"):
+        _credential_context(weak)
+    assert openssl._fn("ERR_peek_error", ctypes.c_ulong)() == 0
+
+
+def test_server_credential_replaces_the_chain_and_cannot_be_copied() -> None:
+    root = trustme.CA()
+    with_intermediate = identity.credential(root.create_child_ca().issue_cert("a.test"))
+    ctx = _credential_context(with_intermediate)
+    with_intermediate.configure(ctx)  # again: one intermediate, not two
+    assert _chain_length(ctx) == 1
+    identity.credential(root.issue_cert("b.test")).configure(ctx)
+    assert _chain_length(ctx) == 0
+    for copy_it in (pickle.dumps, copy.copy):
+        with pytest.raises(TypeError, match="build one per process"):
+            copy_it(with_intermediate)
+
+
+def _chain_length(ctx: ssl.SSLContext) -> int:
+    """The extra certificates a context sends (SSL_CTX_get0_chain_certs, SSL_CTRL 115)."""
+    stack = ctypes.c_void_p()
+    openssl.SSL_CTX_ctrl(openssl.ssl_ctx_pointer(ctx), 115, 0, ctypes.byref(stack))
+    return openssl.OPENSSL_sk_num(stack.value) if stack.value else 0
 
 
 def _key_der(leaf: trustme.LeafCert) -> bytes:
