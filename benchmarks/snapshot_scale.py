@@ -44,11 +44,8 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # --- the workload ------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Build a large control-plane store through apply() and time EdgeConfig "
-        "snapshots (full and incremental), their memory and hostname lookups.",
-    )
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that shape the store (node_snapshot.py builds the same one)."""
     parser.add_argument("--zones", type=int, default=1000, help="zones in total (default 1000)")
     parser.add_argument(
         "--hostnames", type=int, default=100_000,
@@ -62,6 +59,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--accounts", type=int, default=None,
         help="Enterprise accounts; zones are spread evenly over them (default: zones / 100)",
     )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the hostname/CA layout")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
+
+
+def check_shape(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    if args.accounts is None:
+        args.accounts = max(1, args.zones // 100)
+    if min(args.zones, args.hostnames, args.accounts, args.repeats) < 1:
+        parser.error("--zones, --hostnames, --accounts and --repeats must be >= 1")
+    if args.cas_per_account < 1:
+        parser.error("--cas-per-account must be >= 1")
+    if args.accounts > args.zones:
+        parser.error("--accounts must not exceed --zones")
+    return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Build a large control-plane store through apply() and time EdgeConfig "
+        "snapshots (full and incremental), their memory and hostname lookups.",
+    )
+    add_shape_arguments(parser)
     parser.add_argument(
         "--repeats", type=int, default=7, help="runs per snapshot timing, median quoted (default 7)"
     )
@@ -69,21 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lookups", type=int, default=200_000,
         help="host() lookups over random hostnames, timed in batches of 1000 (default 200000)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the hostname/CA layout")
     parser.add_argument(
         "--no-store-memory", action="store_true",
         help="skip the second, tracemalloc-traced store build that measures store memory",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
-    args = parser.parse_args(argv)
-    if args.accounts is None:
-        args.accounts = max(1, args.zones // 100)
-    if min(args.zones, args.hostnames, args.accounts, args.repeats, args.lookups) < 1:
-        parser.error("--zones, --hostnames, --accounts, --repeats and --lookups must be >= 1")
-    if args.cas_per_account < 1:
-        parser.error("--cas-per-account must be >= 1")
-    if args.accounts > args.zones:
-        parser.error("--accounts must not exceed --zones")
+    args = check_shape(parser, parser.parse_args(argv))
+    if args.lookups < 1:
+        parser.error("--lookups must be >= 1")
     return args
 
 
