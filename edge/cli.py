@@ -81,6 +81,7 @@ def run(scenario_file: Path, events, summary, plot, seed, quiet) -> None:
 # Row names the table prints that --only takes too, for the section that measures them.
 _ROW_SECTIONS = {"edge-transport": "transport", "trio-sslstream": "transport",
                  "membio-parallel": "edge-tcp-workers"}
+_ALWAYS = "stdlib-membio"  # the baseline runs whatever --only says
 _NUMBERED = re.compile(r"^(edge-tcp-workers|membio-parallel)-(\d+)$")
 
 
@@ -91,17 +92,19 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
 
     if value is None:
         return frozenset(SECTIONS)
+    names = [part.strip() for part in value.split(",") if part.strip()]
     sections = set()
-    for name in filter(None, (part.strip() for part in value.split(","))):
+    for name in names:
         numbered = _NUMBERED.match(name)
         if numbered:
             if int(numbered[2]) != workers:
                 raise click.BadParameter(f"{name} needs --workers {numbered[2]} (it is "
                                          f"{workers})", param_hint="'--only'")
             name = numbered[1]
-        sections.add(_ROW_SECTIONS.get(name, name))
+        if name != _ALWAYS:
+            sections.add(_ROW_SECTIONS.get(name, name))
     unknown = sorted(sections - set(SECTIONS))
-    if unknown or not sections:
+    if unknown or not names:
         raise click.BadParameter(f"unknown {', '.join(unknown) or '(empty)'}; expected some of "
                                  f"{', '.join(SECTIONS)}", param_hint="'--only'")
     return frozenset(sections)
@@ -115,7 +118,8 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
               help="Measurements per row; the figure is their median.")
 @click.option("--key", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
               help="Key type of every certificate.")
-@click.option("--tls", type=click.Choice(["1.2", "1.3"]), default="1.3", show_default=True)
+@click.option("--tls", type=click.Choice(["1.2", "1.3"]), default="1.3", show_default=True,
+              help="TLS version of every handshake.")
 @click.option("--concurrency", type=int, default=16, show_default=True,
               help="Concurrent client connections.")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="CPU count",
@@ -131,8 +135,8 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
                    "edge-tcp, asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
                    "(stdlib-membio always runs: every figure is a ratio of it; transport brings "
                    "edge-transport and trio-sslstream; edge-tcp-workers brings "
-                   "membio-parallel). The row names the table prints are taken too. "
-                   "Default: all.")
+                   "membio-parallel and edge-tcp). A row name the table prints is taken for "
+                   "its section. Default: all.")
 @click.option("--quiet", is_flag=True, help="No table, no progress (with --json).")
 def bench(seconds, rounds, key, tls, concurrency, workers, load_processes, json_path, only,
           quiet) -> None:
@@ -147,13 +151,13 @@ def bench(seconds, rounds, key, tls, concurrency, workers, load_processes, json_
     resumption rates (raw loop and edge, with what tickets cost) and the cost of 1, 5 and 50
     CAs on one hostname (raw loop and edge). Only 127.0.0.1 is used.
     """
-    from edge.bench.run import main as run_bench
+    from edge.bench.run import main as run_bench, usable_cpus
 
     if seconds <= 0 or rounds < 1 or concurrency < 1 or workers < 1:
         raise click.BadParameter("--seconds must be above 0; --rounds, --concurrency and "
                                  "--workers at least 1")
     if load_processes is None:
-        load_processes = min(os.cpu_count() or 1, concurrency)
+        load_processes = min(usable_cpus(), concurrency)
     if not 1 <= load_processes <= concurrency:
         raise click.BadParameter(f"from 1 to --concurrency ({concurrency}), got {load_processes}",
                                  param_hint="'--load-processes'")

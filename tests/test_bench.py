@@ -109,13 +109,19 @@ def test_edge_bench_transport_rows_come_with_the_baseline_only(tmp_path):
     assert all(row["handshakes_per_s"] > 0 for row in rows)
 
 
-def test_only_takes_the_row_names_the_table_prints(tmp_path):
+def test_only_takes_the_row_names_the_table_prints():
+    import click
+    import pytest
+
     from edge.cli import _bench_sections
 
     assert _bench_sections("edge-transport,trio-sslstream", 2) == {"transport"}
     assert _bench_sections("membio-parallel-2, edge-tcp-workers-2", 2) == {"edge-tcp-workers"}
-    refused = CliRunner().invoke(main, ["bench", "--workers", "2", "--only", "edge-tcp-workers-7"])
-    assert refused.exit_code == 2 and "needs --workers 7" in refused.output
+    assert _bench_sections("stdlib-membio", 2) == frozenset()  # the baseline alone
+    with pytest.raises(click.BadParameter, match="needs --workers 7"):
+        _bench_sections("edge-tcp-workers-7", 2)
+    with pytest.raises(click.BadParameter, match="unknown nonsense"):
+        _bench_sections("cas,nonsense", 2)
 
 
 class _Fake:
@@ -128,6 +134,18 @@ class _Fake:
         return self.rates.pop(0)
 
 
+def _measured(monkeypatch, measures: dict, **options) -> dict:
+    """measure_all over deterministic measures, two rounds, nothing real measured."""
+    from edge.bench import run
+
+    monkeypatch.setattr(run, "_rows", lambda *_args: dict(measures))
+    monkeypatch.setattr(run.inprocess, "membio_rate", lambda *_args: 1.0)  # the warm-up
+    material = type("M", (), {"key_type": "ec", "tls": "1.3", "server_context": lambda self: None,
+                              "client_context": lambda self: None})()
+    return run.measure_all(material, seconds=1, rounds=2, concurrency=1, workers=2,
+                           only=frozenset({"edge-inmemory"}), **options)
+
+
 def test_each_ratio_is_to_the_raw_loop_around_its_run(monkeypatch):
     """Two rounds of two rows with the raw loop drifting: every ratio is to the mean of the
     baseline runs just before and after, and the figure is the median over the rounds."""
@@ -136,13 +154,8 @@ def test_each_ratio_is_to_the_raw_loop_around_its_run(monkeypatch):
     baseline = _Fake(100, 200, 100,  # round 1: before a, after a (= before b), after b
                      400, 400, 200)  # round 2
     a, b = _Fake(150, 200), _Fake(75, 90)
-    measures = {run.BASELINE: baseline, "edge-inmemory": a, "edge-tcp-workers-2": b}
-    monkeypatch.setattr(run, "_rows", lambda *_args: dict(measures))
-    monkeypatch.setattr(run.inprocess, "membio_rate", lambda *_args: 1.0)  # the warm-up
-    material = type("M", (), {"key_type": "ec", "tls": "1.3", "server_context": lambda self: None,
-                              "client_context": lambda self: None})()
-    report = run.measure_all(material, seconds=1, rounds=2, concurrency=1, workers=2,
-                             only=frozenset({"edge-inmemory"}))
+    report = _measured(monkeypatch, {run.BASELINE: baseline, "edge-inmemory": a,
+                                     "edge-tcp-workers-2": b})
     rows = {row["name"]: row for row in report["rows"]}
     assert rows[run.BASELINE]["runs"] == [100, 200, 100, 400, 400, 200]
     # a: 150 / 150 = 1.0, then 200 / 400 = 0.5; b: 75 / 150 = 0.5, then 90 / 300 = 0.3
@@ -150,3 +163,33 @@ def test_each_ratio_is_to_the_raw_loop_around_its_run(monkeypatch):
     assert rows["edge-tcp-workers-2"]["ratio_to_stdlib_membio"] == 0.4
     assert rows[run.BASELINE]["ratio_to_stdlib_membio"] == 1.0
     assert baseline.rates == a.rates == b.rates == []  # nothing measured twice or left out
+
+
+def test_workers_scaling_is_paired_per_round_and_bounded_by_the_cores_measured(monkeypatch):
+    from edge.bench import run, tcp
+
+    def tcp_row(*rates: float):
+        results = [tcp.Measured(rate, 1.0, 1.0, 1.0) for rate in rates]
+        return lambda: results.pop(0)
+
+    monkeypatch.setattr(run, "usable_cpus", lambda: 2)
+    report = _measured(monkeypatch, {
+        run.BASELINE: _Fake(*[100.0] * 8),
+        "edge-tcp": tcp_row(100, 400),
+        "membio-parallel-2": _Fake(120, 120),  # the two cores give 1.2 cores' worth
+        "edge-tcp-workers-2": tcp_row(150, 200),
+    }, load_processes=2)
+    # per round: 150 / 100 = 1.5 and 200 / 400 = 0.5 (a ratio of medians would give 0.7)
+    assert report["workers_scaling"] == 1.0
+    assert report["machine_scaling"] == 1.2
+    # 1 ms of server and of load CPU per handshake, 1.2 cores: 1.2 / 2 ms = 600/s
+    assert report["workers_bound"]["handshakes_per_s"] == 600.0
+    assert report["workers_bound"]["cpus"] == 1.2
+
+
+def test_extras_are_paired_per_round():
+    """Resumption and CA-count ratios: the median of each round's ratio, not a ratio of
+    medians (here 1.0 against 2.0)."""
+    from edge.bench.run import _paired
+
+    assert _paired({"cas-5": [1.0, 4.0, 10.0], "cas-1": [2.0, 1.0, 10.0]}, "cas-5", "cas-1") == 1.0

@@ -100,7 +100,8 @@ def _rows(material: Material, seconds: float, concurrency: int, workers: int,
     rows[f"{PARALLEL_ROW}-{workers}"] = lambda: machine.parallel_membio_rate(material, seconds,
                                                                            workers)
     rows[f"{WORKERS_ROW}-{workers}"] = tcp_row(tcp.edge_server_process, workers)
-    chosen = only | ({PARALLEL_ROW} if WORKERS_ROW in only else set())
+    # the workers row is a ratio of edge-tcp, and the raw loop in parallel is its yardstick
+    chosen = only | ({PARALLEL_ROW, "edge-tcp"} if WORKERS_ROW in only else set())
     chosen |= TRANSPORT_ROWS if "transport" in only else set()
     return {name: measure for name, measure in rows.items()
             if name == BASELINE or name.removesuffix(f"-{workers}") in chosen}
@@ -209,17 +210,19 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def workers_bound(edge_tcp: Row, workers: int, cpus: int, load_processes: int = 1) -> dict | None:
+def workers_bound(edge_tcp: Row, workers: int, cpus: float, load_processes: int = 1) -> dict | None:
     """The most `workers` edge processes could reach on `cpus` cores that the load generator
     shares, from edge-tcp's measured CPU per handshake: S on the server, C in the load
     generator. N workers run at most N/S; K load processes at most K/C; all the cores together
-    at most cpus/(S+C). Perfect sharing is assumed, so the real figure stays below this."""
+    at most cpus/(S+C). `cpus` may be what the cores were measured to give (membio-parallel-N
+    over the raw loop: a shared machine's cores may give less than their count). Perfect
+    sharing is assumed, so the real figure stays below this."""
     if not edge_tcp.server_cpu_ms or not edge_tcp.load_cpu_ms or not edge_tcp.rate:
         return None
     server, load = statistics.median(edge_tcp.server_cpu_ms), statistics.median(edge_tcp.load_cpu_ms)
     rate = min(workers / server, load_processes / load, cpus / (server + load)) * 1e3
     return {"handshakes_per_s": round(rate, 1), "ratio_to_edge_tcp": round(rate / edge_tcp.rate, 3),
-            "cpus": cpus}
+            "cpus": round(cpus, 2)}
 
 
 def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **settings) -> dict:
@@ -243,15 +246,17 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
         out.append(entry)
     workers_row = rows.get(f"{WORKERS_ROW}-{settings['workers']}")
     report: dict = {"rows": out}
+    parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
+    cores = float(usable_cpus())
+    if parallel is not None:
+        report["machine_scaling"] = round(statistics.median(parallel.ratios), 3)
+        cores = min(cores, report["machine_scaling"])  # what the cores gave this run
     if workers_row is not None and "edge-tcp" in rows:
         report["workers_scaling"] = _paired_rows(workers_row, rows["edge-tcp"])
-        bound = workers_bound(rows["edge-tcp"], settings["workers"], usable_cpus(),
+        bound = workers_bound(rows["edge-tcp"], settings["workers"], cores,
                               settings["load_processes"])
         if bound is not None:
             report["workers_bound"] = bound
-    parallel = rows.get(f"{PARALLEL_ROW}-{settings['workers']}")
-    if parallel is not None:
-        report["machine_scaling"] = round(statistics.median(parallel.ratios), 3)
     if "resumed" in extras:
         rate = {name: statistics.median(runs) for name, runs in extras.items()}
         report["resumption"] = {
@@ -287,35 +292,31 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
     }
 
 
+# The table's columns after the row name: (heading, JSON key); a column no measured row has a
+# value for is left out.
+COLUMNS = (("hs/s", "handshakes_per_s"), ("x membio", "ratio_to_stdlib_membio"),
+           ("x asyncio", "ratio_to_asyncio_tcp"), ("x openssl", "ratio_to_openssl_s_server"),
+           ("server ms/hs", "server_cpu_ms_per_handshake"), ("load busy", "load_generator_busy"))
+
+
 def render(report: dict, console: Console) -> None:
     table = Table(title="Full mutual-TLS handshakes per second (median of rounds)",
                   box=box.SIMPLE_HEAD)
     table.add_column("row", no_wrap=True)  # names stay whole on an 80-column terminal
-    for column in ("hs/s", "x membio", "x asyncio", "x openssl", "server ms/hs", "load busy"):
-        table.add_column(column, justify="right")
+    shown = [(heading, key) for heading, key in COLUMNS
+             if any(row.get(key) is not None for row in report["rows"])]
+    for heading, _key in shown:
+        table.add_column(heading, justify="right")
 
-    def fmt(value) -> str:
-        return "-" if value is None else f"{value:.2f}"
+    def fmt(key: str, value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0f}" if key == "handshakes_per_s" else f"{value:.2f}"
 
     for row in report["rows"]:
-        table.add_row(row["name"], f"{row['handshakes_per_s']:.0f}",
-                      fmt(row["ratio_to_stdlib_membio"]), fmt(row.get("ratio_to_asyncio_tcp")),
-                      fmt(row.get("ratio_to_openssl_s_server")),
-                      fmt(row.get("server_cpu_ms_per_handshake")),
-                      fmt(row.get("load_generator_busy")))
+        table.add_row(row["name"], *(fmt(key, row.get(key)) for _heading, key in shown))
     console.print(table)
-    names = {row["name"] for row in report["rows"]}
-    legend = ("x membio: each run over the raw loop measured just before and after it, median "
-              "of the rounds; x asyncio / openssl: ratios to the medians of asyncio-tcp and "
-              "openssl-s_server.")
-    if any("load_generator_busy" in row for row in report["rows"]):
-        legend += (" TCP rows: server ms/hs is the server processes' CPU per handshake, which "
-                   "compares servers whatever the pace; load busy near 1.00 means the load "
-                   "generator (on the same cores) set the pace.")
-    if names & TRANSPORT_ROWS:
-        legend += (" edge-transport and trio-sslstream do handshakes only (no verdict, request "
-                   "or event): the simulator's transport against trio's SSLStream.")
-    console.print(f"[dim]{legend}[/dim]")
+    console.print(f"[dim]{_legend(report, {key for _heading, key in shown})}[/dim]")
     resumption = report.get("resumption")
     if resumption:
         console.print(
@@ -342,20 +343,42 @@ def render(report: dict, console: Console) -> None:
         console.print(f"at most x{bound['ratio_to_edge_tcp']:.2f} over edge-tcp could show here: "
                       f"{report['settings']['workers']} workers and "
                       f"{report['settings']['load_processes']} load process(es) share "
-                      f"{bound['cpus']} CPUs (from edge-tcp's server and load CPU per handshake)")
+                      f"{bound['cpus']:g} CPUs' worth (the cores' count, or what the raw loop "
+                      f"in {report['settings']['workers']} processes gave, if less; from "
+                      f"edge-tcp's server and load CPU per handshake)")
     if "machine_scaling" in report:
         console.print(f"the raw loop in {report['settings']['workers']} processes at once runs "
                       f"x{report['machine_scaling']:.2f} of one: how far the cores themselves "
                       f"scale")
 
 
+def _legend(report: dict, keys: set[str]) -> str:
+    """What the table's figures are, for the rows and columns it shows."""
+    names = {row["name"] for row in report["rows"]}
+    legend = ["x membio: each run over the raw loop measured just before and after it, median "
+              "of the rounds."]
+    if "ratio_to_asyncio_tcp" in keys:
+        legend.append("x asyncio / openssl: ratios to the medians of asyncio-tcp and "
+                      "openssl-s_server.")
+    if "load_generator_busy" in keys:
+        legend.append("TCP rows: server ms/hs is the server processes' CPU per handshake, which "
+                      "compares servers whatever the pace; load busy near 1.00 means the load "
+                      "generator (on the same cores) set the pace.")
+    if names & TRANSPORT_ROWS:
+        legend.append("edge-transport and trio-sslstream do handshakes only (no verdict, "
+                      "request or event): the simulator's transport against trio's SSLStream.")
+    if any(name.startswith(PARALLEL_ROW) for name in names):
+        legend.append(f"{PARALLEL_ROW}-N: the handshakes of N raw loops at once, summed.")
+    return " ".join(legend)
+
+
 def main(*, seconds: float, rounds: int, key: str, tls: str, json_path: Path | None,
          concurrency: int, workers: int, load_processes: int = 1,
          only: frozenset[str] = frozenset(SECTIONS), quiet: bool = False) -> int:
-    console = Console()
+    console, errors = Console(), Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
         material = make(Path(folder), key_type=key, tls=tls)
-        progress = (lambda _: None) if quiet else (lambda text: console.print(f"[dim]{text}[/dim]"))
+        progress = (lambda _: None) if quiet else (lambda text: errors.print(f"[dim]{text}[/dim]"))
         report = measure_all(material, seconds=seconds, rounds=rounds, concurrency=concurrency,
                              workers=workers, load_processes=load_processes, only=only,
                              progress=progress)
