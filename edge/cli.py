@@ -132,7 +132,8 @@ def _bench_sections(value: str | None, workers: int) -> frozenset[str]:
               help="Write the rows and extras as JSON.")
 @click.option("--only", metavar="NAMES",
               help="Comma-separated rows and extras to measure, of: edge-inmemory, transport, "
-                   "edge-tcp, asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas "
+                   "edge-tcp, asyncio-tcp, openssl-s_server, edge-tcp-workers, resumption, cas, "
+                   "client-auth "
                    "(stdlib-membio always runs: every figure is a ratio of it; transport brings "
                    "edge-transport and trio-sslstream; edge-tcp-workers brings "
                    "membio-parallel and edge-tcp). A row name the table prints is taken for "
@@ -147,9 +148,10 @@ def bench(seconds, rounds, key, tls, concurrency, workers, load_processes, json_
     connection: the simulator's transport, and trio's SSLStream as a reference), edge-tcp,
     asyncio-tcp and openssl-s_server (loopback TCP, clients in another process),
     edge-tcp-workers-N beside membio-parallel-N (the raw loop in N processes at once: what the
-    cores themselves scale to) and the bound the shared cores put on the workers. Also TLS
-    resumption rates (raw loop and edge, with what tickets cost) and the cost of 1, 5 and 50
-    CAs on one hostname (raw loop and edge). Only 127.0.0.1 is used.
+    cores themselves scale to) and the bound the shared cores put on the workers. Also what a
+    client certificate costs (mutual TLS against server authentication only), TLS resumption
+    rates (with what tickets cost) and the cost of 1, 5 and 50 CAs on one hostname, each in the
+    raw loop and on the edge. Only 127.0.0.1 is used.
     """
     from edge.bench.run import main as run_bench, usable_cpus
 

@@ -46,6 +46,10 @@ def test_edge_bench_runs_every_row_and_writes_json(tmp_path):
     for ratios in report["ca_count_ratio_to_1"].values():
         assert set(ratios) == {"5", "50"} and all(ratio > 0 for ratio in ratios.values())
     assert report["resumption"]["resumed_per_s"] > 0
+    for cost in report["client_auth"].values():  # mutual TLS beside server authentication only
+        assert cost["mutual_per_s"] > 0 and cost["server_auth_only_per_s"] > 0
+        assert cost["ratio"] > 0
+    assert set(report["client_auth"]) == {"raw_loop", "edge_inmemory"}
     assert report["settings"]["key"] == "ec" and report["settings"]["tls"] == "1.3"
     assert report["settings"]["load_processes"] == 2
 
@@ -66,6 +70,7 @@ def test_edge_bench_only_measures_what_was_asked(tmp_path):
     assert [row["name"] for row in report["rows"]] == ["stdlib-membio"]
     assert set(report["ca_count"]["edge_inmemory"]) == {"1", "5", "50"}
     assert "resumption" not in report and "workers_scaling" not in report
+    assert "client_auth" not in report
     assert "machine_scaling" not in report
     refused = CliRunner().invoke(main, ["bench", "--only", "edge-tcp,nonsense"])
     assert refused.exit_code == 2 and "unknown nonsense" in refused.output

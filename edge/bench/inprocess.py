@@ -97,11 +97,11 @@ async def _rate(connection, seconds: float, concurrency: int) -> float:
 
 
 async def _edge_round(material: Material, seconds: float, concurrency: int, tickets: int,
-                      resume: bool, extra_cas: Sequence[str]) -> float:
+                      resume: bool, extra_cas: Sequence[str], client_auth: bool) -> float:
     client = material.client_context()
     async with trio.open_nursery() as nursery:
         deployment = await edge_deployment(material, nursery, "n1", tickets=tickets,
-                                           extra_cas=extra_cas)
+                                           extra_cas=extra_cas, client_auth=client_auth)
 
         def connect():
             return deployment.network.connect("n1")
@@ -122,11 +122,12 @@ async def _edge_round(material: Material, seconds: float, concurrency: int, tick
 
 def edge_inmemory_rate(material: Material, seconds: float, concurrency: int = 16, *,
                        tickets: int = 0, resume: bool = False,
-                       extra_cas: Sequence[str] = ()) -> float:
+                       extra_cas: Sequence[str] = (), client_auth: bool = True) -> float:
     """The simulator's path; `tickets` > 0 lets the node issue session tickets, `resume`
-    makes every connection resume one session, and `extra_cas` (PEM) are associated with the
-    hostname beside the tenant CA."""
-    return trio.run(_edge_round, material, seconds, concurrency, tickets, resume, extra_cas)
+    makes every connection resume one session, `extra_cas` (PEM) are associated with the
+    hostname beside the tenant CA, and without `client_auth` the hostname has no CA at all."""
+    return trio.run(_edge_round, material, seconds, concurrency, tickets, resume, extra_cas,
+                    client_auth)
 
 
 def sslstream_pair(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple:

@@ -61,12 +61,14 @@ class Material:
     def tls_version(self) -> ssl.TLSVersion:
         return ssl.TLSVersion.TLSv1_3 if self.tls == "1.3" else ssl.TLSVersion.TLSv1_2
 
-    def server_context(self, *, tickets: int = 0) -> ssl.SSLContext:
-        """A plain stdlib server context: the certificate, the tenant CA, client auth required."""
+    def server_context(self, *, tickets: int = 0, client_auth: bool = True) -> ssl.SSLContext:
+        """A plain stdlib server context: the certificate, the tenant CA, client auth required
+        (without `client_auth`, no client certificate asked for: server authentication only)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.server_cert, self.server_key)
-        context.load_verify_locations(self.tenant_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
+        if client_auth:
+            context.load_verify_locations(self.tenant_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
         context.num_tickets = tickets
         context.maximum_version = context.minimum_version = self.tls_version()
         return context
@@ -87,10 +89,11 @@ class Material:
 
 
 async def edge_deployment(material: Material, nursery, node: str, *, tickets: int = 0,
-                          extra_cas: Sequence[str] = ()) -> Deployment:
+                          extra_cas: Sequence[str] = (), client_auth: bool = True) -> Deployment:
     """A running deployment whose node `node` enforces the bench's tenant CA on HOST (a block
     rule for unverified requests, so every row's request goes through the rules); `extra_cas`
-    (PEM) are associated with HOST as well."""
+    (PEM) are associated with HOST as well. Without `client_auth`, HOST has no CA, association
+    or rule: the same edge serving it with server authentication only."""
     settings = Settings(ca_quota={Plan.ENTERPRISE: 1 + len(extra_cas)})  # 5 is the default
     deployment = Deployment(start=dt.datetime.now(dt.timezone.utc), identity=material.identity(),
                             settings=settings)
@@ -98,11 +101,12 @@ async def edge_deployment(material: Material, nursery, node: str, *, tickets: in
     plane = deployment.plane
     account = await plane.submit(c.CreateAccount("bench"))
     zone = await plane.submit(c.CreateZone(account.id, ZONE))
-    for pem in (material.tenant_ca.read_text(), *extra_cas):
-        ca = await plane.submit(c.UploadCaCertificate(account.id, pem))
-        await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
-    rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
-    await plane.submit(c.PutCustomRules(zone.id, [rule]))
+    if client_auth:
+        for pem in (material.tenant_ca.read_text(), *extra_cas):
+            ca = await plane.submit(c.UploadCaCertificate(account.id, pem))
+            await plane.submit(c.PutHostnameAssociations(zone.id, [HOST], ca.id))
+        rule = Rule("not cf.tls_client_auth.cert_verified", Action.BLOCK)
+        await plane.submit(c.PutCustomRules(zone.id, [rule]))
     await deployment.add_node(node, settings=NodeSettings(num_tickets=tickets))
     await deployment.settle()
     return deployment

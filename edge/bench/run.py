@@ -35,13 +35,14 @@ PARALLEL_ROW = "membio-parallel"  # the raw loop in N processes at once: the wor
 # during a round (shared machines do) moves numerator and denominator alike.
 BRACKET_SECONDS = 1.0
 CA_COUNTS = (1, 5, 50)
-CA_PLACES = (("raw_loop", ""), ("edge_inmemory", "edge-"))  # JSON key, prefix of its measures
-CA_TITLES = {"raw_loop": "raw loop", "edge_inmemory": "edge-inmemory"}
+PLACES = (("raw_loop", ""), ("edge_inmemory", "edge-"))  # extras: JSON key, prefix of measures
+PLACE_TITLES = {"raw_loop": "raw loop", "edge_inmemory": "edge-inmemory"}
 TRANSPORT_ROWS = {"edge-transport", "trio-sslstream"}  # handshakes only: what `transport` brings
-EXTRA_TITLES = {"resumption": "TLS resumption", "cas": "CA count"}
+EXTRA_TITLES = {"resumption": "TLS resumption", "cas": "CA count",
+                "client-auth": "client-certificate cost"}
 # What `--only` can choose; the baseline always runs, since every row is a ratio of it.
 SECTIONS = ("edge-inmemory", "transport", "edge-tcp", "asyncio-tcp", "openssl-s_server", WORKERS_ROW,
-            "resumption", "cas")
+            "resumption", "cas", "client-auth")
 
 
 @attrs.define
@@ -141,12 +142,28 @@ def _ca_count(material: Material, seconds: float,
     return measures
 
 
+def _client_auth(material: Material, seconds: float,
+                 concurrency: int) -> dict[str, Callable[[], float]]:
+    """What asking for and verifying a client certificate costs: mutual TLS beside server
+    authentication only, in the raw loop and on the edge (a hostname with no CA associated)."""
+    client = material.client_context()
+    contexts = {"mutual": material.server_context(),
+                "server-auth-only": material.server_context(client_auth=False)}
+    measures: dict[str, Callable[[], float]] = {}
+    for name, context in contexts.items():
+        measures[name] = lambda context=context: inprocess.membio_rate(context, client, seconds)
+        measures[f"edge-{name}"] = lambda mutual=name == "mutual": inprocess.edge_inmemory_rate(
+            material, seconds, concurrency, client_auth=mutual)
+    return measures
+
+
 def _extras(material: Material, seconds: float, rounds: int, concurrency: int,
             only: frozenset[str]) -> dict[str, list[float]]:
     """Each chosen extra measure's runs, one per round, measured in turn within each round."""
     measures = {
         **(_resumption(material, seconds, concurrency) if "resumption" in only else {}),
         **(_ca_count(material, seconds, concurrency) if "cas" in only else {}),
+        **(_client_auth(material, seconds, concurrency) if "client-auth" in only else {}),
     }
     runs: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(rounds):
@@ -188,7 +205,7 @@ def measure_all(material: Material, *, seconds: float, rounds: int, concurrency:
             rows[BASELINE].add(after)
             rows[name].add(result, baseline=(before + after) / 2)
             before = after
-    chosen_extras = [name for name in ("resumption", "cas") if name in only]
+    chosen_extras = [name for name in EXTRA_TITLES if name in only]
     if chosen_extras:
         progress(f"{' and '.join(EXTRA_TITLES[name] for name in chosen_extras)}, "
                  f"{rounds} round(s)")
@@ -273,12 +290,22 @@ def _report(material, rows: dict[str, Row], extras: dict[str, list[float]], **se
         report["ca_count"] = {
             where: {f"{n}": round(statistics.median(extras[f"{prefix}cas-{n}"]), 1)
                     for n in CA_COUNTS}
-            for where, prefix in CA_PLACES
+            for where, prefix in PLACES
         }
         report["ca_count_ratio_to_1"] = {
             where: {f"{n}": _paired(extras, f"{prefix}cas-{n}", f"{prefix}cas-1")
                     for n in CA_COUNTS[1:]}
-            for where, prefix in CA_PLACES
+            for where, prefix in PLACES
+        }
+    if "mutual" in extras:
+        report["client_auth"] = {
+            where: {
+                "mutual_per_s": round(statistics.median(extras[f"{prefix}mutual"]), 1),
+                "server_auth_only_per_s": round(
+                    statistics.median(extras[f"{prefix}server-auth-only"]), 1),
+                "ratio": _paired(extras, f"{prefix}mutual", f"{prefix}server-auth-only"),
+            }
+            for where, prefix in PLACES
         }
     return {
         **report,
@@ -330,11 +357,16 @@ def render(report: dict, console: Console) -> None:
         )
     if "ca_count" in report:
         console.print("CAs trusted on one hostname: " + "; ".join(
-            f"{CA_TITLES[where]} " + ", ".join(
+            f"{PLACE_TITLES[where]} " + ", ".join(
                 f"{n}: {rate:.0f}/s" + (f" (x{ratios[n]:.2f} of 1)" if n in ratios else "")
                 for n, rate in rates.items())
             for (where, rates), ratios in zip(report["ca_count"].items(),
                                               report["ca_count_ratio_to_1"].values())))
+    if "client_auth" in report:
+        console.print("What asking for and verifying a client certificate costs: " + "; ".join(
+            f"{PLACE_TITLES[where]} x{cost['ratio']:.2f} of server authentication only "
+            f"({cost['mutual_per_s']:.0f}/s mutual vs {cost['server_auth_only_per_s']:.0f}/s)"
+            for where, cost in report["client_auth"].items()))
     if "workers_scaling" in report:
         console.print(f"workers scaling: x{report['workers_scaling']:.2f} over edge-tcp "
                       f"on {report['machine']['usable_cpus']} CPUs (clients share the machine)")
