@@ -58,8 +58,8 @@ async def visit(
     session: ssl.SSLSession | None = None,
     keep_session: bool = False,
 ) -> ClientResult:
-    """One connection: handshake, then one request per path on the same connection; with
-    `session`, an attempt to resume it.
+    """One connection: handshake, then one request per path on the same connection, the last
+    with `Connection: close`; with `session`, an attempt to resume it.
 
     The result carries the connection's session only with `keep_session`: reading it costs
     about a fifth of a handshake (CPython copies it through DER, parsing the server's
@@ -79,8 +79,10 @@ async def visit(
             await channel.handshake(flush=not paths)  # the first request carries our Finished
             handshaken = True
             reader = http.ResponseReader()
-            for path in paths:
-                statuses.append(await request(channel, reader, host or sni or "", path))
+            for number, path in enumerate(paths, 1):
+                # the edge closes after the last answer instead of waiting for the client to
+                last = (("connection", "close"),) if number == len(paths) else ()
+                statuses.append(await request(channel, reader, host or sni or "", path, last))
                 if reader.ended:
                     break
             failure, error = TlsOutcome.OK, ""

@@ -170,3 +170,17 @@ async def test_http_1_0_asking_to_keep_alive_is_told_the_connection_closes(nurse
     world = await _world(nursery)
     _, answer = await _exchange(world, b"GET / HTTP/1.0\r\n" + HOST + b"Connection: keep-alive\r\n\r\n")
     assert _statuses(answer) == [200] and b"\r\nconnection: close\r\n" in answer
+
+
+async def test_a_simulated_client_says_its_last_request_is_the_last(nursery, autojump_clock):
+    """visit() keeps the connection alive between its requests and sends `Connection: close`
+    on the last one, so the edge closes after that answer instead of waiting for the client."""
+    world = await _world(nursery)
+    credential = profiles.issue(Profile.VALID, tenant(), now=START)
+    result = await world.visit(credential, sni=BLOCK_HOST, paths=("/a", "/b", "/c"))
+    await world.drain()
+    assert result.outcome is TlsOutcome.OK and result.statuses == (200, 200, 200)
+    received = world.deployment.nodes["n1"].origin.received
+    closing = [("connection", "close") in [(n.lower(), v) for n, v in r.headers] for r in received]
+    assert closing == [False, False, True]
+    assert world.collector.connection(result.conn_id).requests == 3
