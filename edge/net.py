@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import itertools
-import math
 import socket
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -135,24 +135,40 @@ class ConnectionRefused(OSError):
 
 
 class MemoryListener:
+    """Where a node takes in-memory connections. While a node `hand_over`s, each connection goes
+    straight to its nursery from the connecting client's own call: no accept loop waking per
+    connection (a simulation makes thousands). Before that, they wait here."""
+
     def __init__(self, network: MemoryNetwork, address: str) -> None:
         self.address = address
         self._network = network
-        self._send, self._receive = trio.open_memory_channel[Accepted](math.inf)
+        self._pending: list[Accepted] = []
+        self._spawn: Callable[[Accepted], None] | None = None
 
-    async def accept(self) -> Accepted:
-        return await self._receive.receive()
+    async def hand_over(self, spawn: Callable[[Accepted], None]) -> None:
+        """Give every connection to `spawn` (a nursery's `start_soon`, so never blocking) until
+        cancelled; then they wait here again, for `aclose` to close."""
+        pending, self._pending = self._pending, []
+        for accepted in pending:
+            spawn(accepted)
+        self._spawn = spawn
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._spawn = None
 
     def _offer(self, accepted: Accepted) -> None:
-        self._send.send_nowait(accepted)
+        if self._spawn is not None:
+            self._spawn(accepted)
+        else:
+            self._pending.append(accepted)
 
     async def aclose(self) -> None:
-        """Stop listening; connections offered but not yet accepted are closed."""
+        """Stop listening; connections offered but not handed over are closed."""
         self._network._forget(self)
-        self._send.close()
-        async with self._receive:
-            async for pending in self._receive:
-                await pending.stream.aclose()
+        pending, self._pending = self._pending, []
+        for accepted in pending:
+            await accepted.stream.aclose()
 
 
 class MemoryNetwork:
@@ -225,6 +241,12 @@ class TcpListener:
                 continue
             await trio.lowlevel.cancel_shielded_checkpoint()  # a flood still lets others run
             return Accepted(TcpStream(sock), f"tcp:{peer[0]}:{peer[1]}")
+
+    async def hand_over(self, spawn: Callable[[Accepted], None]) -> None:
+        """Give every accepted connection to `spawn` (a nursery's `start_soon`) until
+        cancelled."""
+        while True:
+            spawn(await self.accept())
 
     async def aclose(self) -> None:
         trio.lowlevel.notify_closing(self.socket)

@@ -1,5 +1,6 @@
 """The in-memory pipe keeps trio's stream contract (only its `*_nowait` calls skip the checkpoint);
-TCP streams skip it while the kernel completes calls at once, up to a limit."""
+TCP streams skip it while the kernel completes calls at once, up to a limit; an in-memory
+listener hands connections straight to the node that takes them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import trio
 from trio.testing import assert_checkpoints, assert_no_checkpoints
 
-from edge.net import EAGER_LIMIT, TcpListener, pipe
+from edge.net import EAGER_LIMIT, ConnectionRefused, MemoryNetwork, TcpListener, pipe
 from edge.tls import TlsChannel
 
 
@@ -204,3 +205,24 @@ async def test_a_cancelled_accept_leaves_the_connection_for_the_next():
         assert await accepted.stream.receive_some() == b"hi"
         await accepted.stream.aclose()
     await listener.aclose()
+
+
+async def test_memory_connections_go_straight_to_the_node_while_it_takes_them():
+    network = MemoryNetwork()
+    listener = network.listen("n1")
+    early = network.connect("n1")  # before anyone takes connections: it waits
+    taken: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listener.hand_over, lambda accepted: taken.append(accepted.conn_id))
+        await trio.testing.wait_all_tasks_blocked()
+        assert taken == [early.conn_id]
+        with assert_no_checkpoints():
+            now = network.connect("n1")  # handed over from the connecting call itself
+        assert taken == [early.conn_id, now.conn_id]
+        nursery.cancel_scope.cancel()
+    late = network.connect("n1")  # no one takes it any more: it waits, and closing ends it
+    await listener.aclose()
+    assert await late.stream.receive_some() == b""
+    with pytest.raises(ConnectionRefused):
+        network.connect("n1")
+    assert taken == [early.conn_id, now.conn_id]

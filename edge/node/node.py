@@ -12,6 +12,7 @@ import collections
 import datetime as dt
 import ssl
 from collections.abc import Callable
+from functools import partial
 
 import attrs
 import trio
@@ -159,8 +160,9 @@ class EdgeNode:
     # --- serving --------------------------------------------------------------------------
 
     async def serve(self, listener, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections, each in this node's own nursery, until cancelled or `stop()`ped:
-        then the listener closes and the connections wind down (see `stop`)."""
+        """Take connections from the listener (`hand_over`), each in this node's own nursery,
+        until cancelled or `stop()`ped: then the listener closes and the connections wind down
+        (see `stop`)."""
         accepting = trio.CancelScope()
         try:
             async with trio.open_nursery() as connections:
@@ -169,9 +171,7 @@ class EdgeNode:
                 self._hurry()
                 with accepting:
                     task_status.started()
-                    while True:
-                        accepted = await listener.accept()
-                        connections.start_soon(self.handle, accepted)
+                    await listener.hand_over(partial(connections.start_soon, self.handle))
                 await listener.aclose()
         finally:
             self._accepting.discard(accepting)
