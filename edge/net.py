@@ -203,7 +203,7 @@ RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENO
 # A connection that died in the backlog (as trio's SocketListener skips them too).
 GONE_ERRORS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET})
 ACCEPT_BACKOFF = 0.1  # seconds
-EAGER_LIMIT = 8  # TcpStream calls in a row that may complete without a scheduler pass
+EAGER_LIMIT = 8  # TcpStream calls in a row without a scheduler pass; also connections taken at once
 
 
 class TcpListener:
@@ -219,6 +219,20 @@ class TcpListener:
         """Take over the socket of a listener trio opened (`trio.open_tcp_listeners`)."""
         return cls(socket.socket(fileno=listener.socket.detach()))
 
+    def _take(self) -> Accepted | None:
+        """A connection already waiting in the backlog, or None when there is none. One that
+        died there is skipped; running out of descriptors or memory raises (`accept` waits)."""
+        while True:
+            try:
+                sock, peer = self.socket.accept()
+            except BlockingIOError:  # nothing waiting, or another worker took it
+                return None
+            except OSError as exc:
+                if exc.errno in GONE_ERRORS:
+                    continue
+                raise
+            return Accepted(TcpStream(sock), f"tcp:{peer[0]}:{peer[1]}")
+
     async def accept(self) -> Accepted:
         """The next connection. One that died before it was taken is skipped, and running out
         of file descriptors or memory waits and tries again (as trio's own `serve_listeners`
@@ -227,26 +241,32 @@ class TcpListener:
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
-                sock, peer = self.socket.accept()
-            except BlockingIOError:  # nothing waiting, or another worker took it
+                accepted = self._take()
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            if accepted is None:
                 await trio.lowlevel.wait_readable(self.socket)
                 continue
-            except OSError as exc:
-                if exc.errno in RESOURCE_ERRORS:
-                    await trio.sleep(ACCEPT_BACKOFF)
-                    continue
-                if exc.errno not in GONE_ERRORS:
-                    raise
-                await trio.lowlevel.checkpoint()
-                continue
             await trio.lowlevel.cancel_shielded_checkpoint()  # a flood still lets others run
-            return Accepted(TcpStream(sock), f"tcp:{peer[0]}:{peer[1]}")
+            return accepted
 
     async def hand_over(self, spawn: Callable[[Accepted], None]) -> None:
         """Give every accepted connection to `spawn` (a nursery's `start_soon`) until
-        cancelled."""
+        cancelled; connections already waiting when one arrives go with it, up to
+        `EAGER_LIMIT`, without a scheduler pass each."""
         while True:
             spawn(await self.accept())
+            for _ in range(EAGER_LIMIT):
+                try:
+                    accepted = self._take()
+                except OSError:
+                    break  # `accept` deals with it
+                if accepted is None:
+                    break
+                spawn(accepted)
 
     async def aclose(self) -> None:
         trio.lowlevel.notify_closing(self.socket)

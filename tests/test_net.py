@@ -226,3 +226,40 @@ async def test_memory_connections_go_straight_to_the_node_while_it_takes_them():
     with pytest.raises(ConnectionRefused):
         network.connect("n1")
     assert taken == [early.conn_id, now.conn_id]
+
+
+class _Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task) -> None:
+        self.count += 1
+
+
+async def test_tcp_hand_over_takes_what_is_waiting_in_one_pass(autojump_clock):
+    """Connections already in the backlog go with the one that woke the loop, in the same
+    scheduler pass; running out of descriptors there is left to `accept`, which waits it out
+    and goes on."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        clients = [socket.create_connection(server.getsockname()) for _ in range(3)]
+        ends = [server.accept() for _ in clients]
+        listener = TcpListener(_ScriptedSocket([
+            ends[0], ends[1], OSError(errno.EMFILE, "Too many open files"),
+            OSError(errno.EMFILE, "Too many open files"), ends[2],
+            BlockingIOError(), BlockingIOError(),
+        ]))
+        listener.socket.fileno = server.fileno  # `wait_readable` needs a real descriptor
+        steps, taken = _Steps(), []
+        trio.lowlevel.add_instrument(steps)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listener.hand_over,
+                               lambda accepted: taken.append((accepted.conn_id, steps.count)))
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        trio.lowlevel.remove_instrument(steps)
+        assert [conn_id for conn_id, _ in taken] == [f"tcp:{h}:{p}" for _, (h, p) in ends]
+        assert taken[0][1] == taken[1][1] < taken[2][1]  # the first two in one pass
+        for sock, _ in ends:
+            sock.close()
+        for client in clients:
+            client.close()
