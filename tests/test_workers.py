@@ -94,6 +94,7 @@ async def test_a_worker_lost_during_a_stop_is_an_error_not_a_silent_loss():
             workers = _workers(plane)
             await serving.start(workers.run, ("127.0.0.1", 0))
             await workers.settle()
+            os.kill(workers.pids[0], signal.SIGSTOP)  # it cannot finish its stop first
             workers.stop()
             os.kill(workers.pids[0], signal.SIGKILL)
     assert raised.group_contains(WorkerExited, match="before handing over its last events")
