@@ -27,7 +27,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from snapshot_scale import (  # noqa: E402
-    NOW, add_shape_arguments, build_store, check_shape, make_cas, one_put,
+    NOW, add_common_arguments, build_store, check_common, make_cas, one_put,
 )
 
 from edge.control.snapshot import build_snapshot  # noqa: E402
@@ -38,10 +38,9 @@ from edge.node.node import EdgeNode  # noqa: E402
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_shape_arguments(parser)
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="fresh nodes applying the first snapshot, median quoted (default 3)")
-    return check_shape(parser, parser.parse_args(argv))
+    add_common_arguments(parser, repeats=3,
+                         repeats_help="fresh nodes applying the first snapshot")
+    return check_common(parser, parser.parse_args(argv))
 
 
 def new_node(identity: EdgeIdentity) -> EdgeNode:

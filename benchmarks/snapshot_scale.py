@@ -44,8 +44,10 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 # --- the workload ------------------------------------------------------------------------------
 
 
-def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that shape the store (node_snapshot.py builds the same one)."""
+def add_common_arguments(parser: argparse.ArgumentParser, *, repeats: int,
+                         repeats_help: str) -> None:
+    """The flags that shape the store (node_snapshot.py builds the same one), `--repeats` and
+    `--json`; `check_common` checks them."""
     parser.add_argument("--zones", type=int, default=1000, help="zones in total (default 1000)")
     parser.add_argument(
         "--hostnames", type=int, default=100_000,
@@ -60,10 +62,12 @@ def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
         help="Enterprise accounts; zones are spread evenly over them (default: zones / 100)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the hostname/CA layout")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"{repeats_help}, median quoted (default {repeats})")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
 
 
-def check_shape(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+def check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if args.accounts is None:
         args.accounts = max(1, args.zones // 100)
     if min(args.zones, args.hostnames, args.accounts, args.repeats) < 1:
@@ -80,10 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Build a large control-plane store through apply() and time EdgeConfig "
         "snapshots (full and incremental), their memory and hostname lookups.",
     )
-    add_shape_arguments(parser)
-    parser.add_argument(
-        "--repeats", type=int, default=7, help="runs per snapshot timing, median quoted (default 7)"
-    )
+    add_common_arguments(parser, repeats=7, repeats_help="runs per snapshot timing")
     parser.add_argument(
         "--lookups", type=int, default=200_000,
         help="host() lookups over random hostnames, timed in batches of 1000 (default 200000)",
@@ -92,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-store-memory", action="store_true",
         help="skip the second, tracemalloc-traced store build that measures store memory",
     )
-    args = check_shape(parser, parser.parse_args(argv))
+    args = check_common(parser, parser.parse_args(argv))
     if args.lookups < 1:
         parser.error("--lookups must be >= 1")
     return args
